@@ -1,0 +1,112 @@
+"""The ``autotimm`` command line: ``autotimm losses list|show`` (and ``python -m autotimm``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _losses_list(args: argparse.Namespace) -> int:
+    from autotimm.losses import get_loss_registry
+
+    registry = get_loss_registry()
+    names = registry.list_losses(args.task)
+    if args.json:
+        rows = []
+        for name in names:
+            entry = registry.get_entry(name)
+            rows.append(
+                {
+                    "name": entry.name,
+                    "tasks": list(entry.tasks),
+                    "aliases": list(entry.aliases),
+                    "expects": entry.expects,
+                    "target": entry.target,
+                    "class": f"{entry.loss_class.__module__}.{entry.loss_class.__qualname__}",
+                }
+            )
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("name", "tasks", "aliases", "expects")]
+    for name in names:
+        entry = registry.get_entry(name)
+        table.append(
+            (entry.name, ",".join(entry.tasks) or "custom", ",".join(entry.aliases) or "-",
+             entry.expects)
+        )
+    _print_table(table)
+    return 0
+
+
+def _losses_show(args: argparse.Namespace) -> int:
+    from autotimm.losses import get_loss_registry
+
+    entry = get_loss_registry().get_entry(args.name)
+    if args.json:
+        print(json.dumps(entry.schema.model_json_schema(), indent=2))
+        return 0
+    cls = entry.loss_class
+    print(f"{entry.name}  ({cls.__module__}.{cls.__qualname__})")
+    summary = (cls.__doc__ or "").strip().splitlines()
+    if summary:
+        print(f"  {summary[0]}")
+    print(f"  tasks: {', '.join(entry.tasks) or 'custom'}   aliases: "
+          f"{', '.join(entry.aliases) or '-'}   expects: {entry.expects}   targets: {entry.target}")
+    print()
+    table = [("parameter", "type", "default", "constraint", "description")]
+    for p in entry.parameters:
+        default = "(required)" if p.required else repr(p.default)
+        table.append((p.name, p.base_type, default, p.constraint or "-", p.description or ""))
+    _print_table(table)
+    return 0
+
+
+def _print_table(rows: Sequence[Sequence[Any]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
+        print("  ".join(cells).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autotimm", description="Train timm backbones with Lightning and registry losses."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    losses = commands.add_parser("losses", help="list and inspect registered losses")
+    loss_commands = losses.add_subparsers(dest="loss_command", required=True)
+    listing = loss_commands.add_parser("list", help="list registered losses")
+    listing.add_argument("--task", help="classification, detection, segmentation or custom")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=_losses_list)
+    show = loss_commands.add_parser("show", help="show one loss's parameters")
+    show.add_argument("name", help="loss name or alias")
+    show.add_argument("--json", action="store_true", help="print the JSON schema")
+    show.set_defaults(handler=_losses_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the process exit code.
+
+    Example: ``main(["losses", "show", "dice"])`` prints the dice loss's parameter table.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ValueError as error:  # unknown names and tasks: the message is the whole story
+        print(f"autotimm: error: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Losses for classification, detection and segmentation, behind a typed, validated registry.
+
+Every built-in loss registers itself with :func:`register_loss`; get one by name with
+validated arguments, list them by task, or register your own::
+
+    from autotimm.losses import get_loss_registry, list_available_losses
+
+    list_available_losses(task="segmentation")
+    dice = get_loss_registry().get_loss("dice", num_classes=10, smooth=1.0)
+
+``import autotimm.losses`` imports neither timm nor lightning.
+"""
+
+from autotimm.losses._schema import ArgumentProblem, LossConfigError, ParameterInfo
+from autotimm.losses._types import InputKind, Reduction, TargetKind, Task
+from autotimm.losses.classification import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    MSELoss,
+    NLLLoss,
+)
+from autotimm.losses.detection import (
+    CenternessLoss,
+    CIoULoss,
+    DIoULoss,
+    FCOSLoss,
+    FocalLoss,
+    GIoULoss,
+)
+from autotimm.losses.registry import (
+    LossEntry,
+    LossRegistrationError,
+    LossRegistry,
+    UnknownLossError,
+    describe,
+    get_entry,
+    get_loss,
+    get_loss_registry,
+    get_schema,
+    list_available_losses,
+    register_custom_loss,
+    register_loss,
+)
+from autotimm.losses.segmentation import (
+    CombinedSegmentationLoss,
+    DiceLoss,
+    FocalPixelwiseLoss,
+    JaccardLoss,
+    LovaszLoss,
+    MaskLoss,
+    TverskyLoss,
+)
+from autotimm.losses.spec import LossSpec
+
+__all__ = [
+    "ArgumentProblem",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CIoULoss",
+    "CenternessLoss",
+    "CombinedSegmentationLoss",
+    "CrossEntropyLoss",
+    "DIoULoss",
+    "DiceLoss",
+    "FCOSLoss",
+    "FocalLoss",
+    "FocalPixelwiseLoss",
+    "GIoULoss",
+    "InputKind",
+    "JaccardLoss",
+    "LossConfigError",
+    "LossEntry",
+    "LossRegistrationError",
+    "LossRegistry",
+    "LossSpec",
+    "LovaszLoss",
+    "MSELoss",
+    "MaskLoss",
+    "NLLLoss",
+    "ParameterInfo",
+    "Reduction",
+    "TargetKind",
+    "Task",
+    "TverskyLoss",
+    "UnknownLossError",
+    "describe",
+    "get_entry",
+    "get_loss",
+    "get_loss_registry",
+    "get_schema",
+    "list_available_losses",
+    "register_custom_loss",
+    "register_loss",
+]

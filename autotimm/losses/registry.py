@@ -1,0 +1,654 @@
+"""The loss registry: register a loss by decorator, get it back by name with validated kwargs.
+
+>>> import torch.nn as nn
+>>> from autotimm.losses import get_loss_registry, register_loss
+>>> with get_loss_registry().temporary():
+...     @register_loss(task="segmentation", alias="scaled")
+...     class ScaledL1Loss(nn.Module):
+...         def __init__(self, scale: float = 1.0) -> None:
+...             super().__init__()
+...             self.scale = scale
+...     get_loss_registry().get_loss("scaled", scale=2.0).scale
+2.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import functools
+import importlib.metadata
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from autotimm.losses._schema import (
+    LossConfigError,
+    ParameterInfo,
+    build_param_model,
+    describe_parameters,
+    problems_from_validation_error,
+    signature_summary,
+)
+from autotimm.losses._types import TASKS, InputKind, TargetKind, Task
+
+if TYPE_CHECKING:
+    from autotimm.losses.spec import LossSpec
+
+__all__ = [
+    "LossConfigError",
+    "LossEntry",
+    "LossRegistrationError",
+    "LossRegistry",
+    "UnknownLossError",
+    "describe",
+    "get_entry",
+    "get_loss",
+    "get_loss_registry",
+    "get_schema",
+    "list_available_losses",
+    "register_custom_loss",
+    "register_loss",
+]
+
+M = TypeVar("M", bound=nn.Module)
+CUSTOM = "custom"
+"""The ``get_loss_info`` key (and ``list_losses`` task filter) of losses with no task."""
+PLUGIN_GROUP = "autotimm.losses"
+"""Entry-point group through which installed packages contribute losses."""
+_INIT_KWARGS = "_autotimm_init_kwargs"
+
+
+class UnknownLossError(ValueError):
+    """No loss is registered under the requested name or alias."""
+
+
+class LossRegistrationError(ValueError):
+    """A registration would silently replace or shadow an existing loss."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LossEntry:
+    """Everything the registry knows about one loss. Immutable; the schema is built lazily."""
+
+    name: str
+    loss_class: type[nn.Module]
+    tasks: tuple[Task, ...]
+    aliases: tuple[str, ...] = ()
+    expects: InputKind = "logits"
+    target: TargetKind = "class_indices"
+    defined_at: str = ""
+
+    @functools.cached_property
+    def schema(self) -> type[BaseModel]:
+        """The pydantic model of the constructor's parameters (``extra="forbid"``, strict)."""
+        return build_param_model(self.loss_class)
+
+    @functools.cached_property
+    def parameters(self) -> tuple[ParameterInfo, ...]:
+        """The constructor's keyword parameters with rendered types, defaults and docs."""
+        return describe_parameters(self.loss_class)
+
+    def validate(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``kwargs``; return only the explicitly passed values, as validated.
+
+        Raises:
+            LossConfigError: listing every unknown, mistyped, out-of-range or missing argument.
+        """
+        try:
+            validated = self.schema.model_validate(kwargs)
+        except ValidationError as error:
+            raise self._config_error(error, kwargs) from None
+        values = validated.__dict__
+        extra = validated.__pydantic_extra__ or {}
+        return {key: values[key] if key in values else extra[key] for key in kwargs}
+
+    def validate_json(self, params: Mapping[str, Any]) -> BaseModel:
+        """Validate plain (JSON) data, as stored in configs and checkpoints, in JSON mode."""
+        import json
+
+        try:
+            return self.schema.model_validate_json(json.dumps(params))
+        except ValidationError as error:
+            raise self._config_error(error, params) from None
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        """Validate ``kwargs`` and instantiate the loss with exactly the values passed."""
+        return self.loss_class(**self.validate(kwargs))
+
+    def _config_error(self, error: ValidationError, kwargs: Mapping[str, Any]) -> LossConfigError:
+        parameters = {p.name: p for p in self.parameters}
+        problems = problems_from_validation_error(error, parameters=parameters, kwargs=kwargs)
+        where = f" ({self.loss_class.__module__}.{self.loss_class.__qualname__})"
+        return LossConfigError(
+            self.name, problems, where=where, accepted=signature_summary(self.parameters)
+        )
+
+
+class LossRegistry:
+    """A thread-safe map from loss names and aliases to :class:`LossEntry`.
+
+    Use the global instance from :func:`get_loss_registry`; separate instances are for tests.
+    """
+
+    def __init__(self, *, plugin_group: str | None = None) -> None:
+        self._lock = threading.RLock()
+        self._entries: dict[str, LossEntry] = {}
+        self._aliases: dict[str, str] = {}
+        self._plugin_group = plugin_group
+        self._plugins_loaded = plugin_group is None
+        # what each plugin registered, so that a reset (``temporary``) can restore it without
+        # re-importing a module whose decorators will not run a second time
+        self._plugin_entries: dict[str, list[LossEntry]] | None = None
+
+    # ------------------------------------------------------------------ registration
+    def register_loss(
+        self,
+        name: str,
+        loss_class: type[nn.Module],
+        alias: str | Sequence[str] | None = None,
+        *,
+        task: Task | Sequence[Task] | None = None,
+        override: bool = False,
+        expects: InputKind = "logits",
+        target: TargetKind = "class_indices",
+    ) -> LossEntry:
+        """Register ``loss_class`` under ``name`` (and ``alias``); return its entry.
+
+        Re-registering the same class (same module and qualified name, as after a module reload
+        or a re-run notebook cell) replaces it silently; anything else that would replace or
+        shadow an existing name needs ``override=True``.
+
+        Example:
+            >>> import torch.nn as nn
+            >>> registry = LossRegistry()
+            >>> registry.register_loss("l1", nn.L1Loss, alias="mae", task="classification").aliases
+            ('mae',)
+        """
+        _check_loss_class(loss_class)
+        _check_name(name, "name")
+        aliases = _as_tuple(alias, "alias")
+        tasks = _as_tasks(task)
+        with self._lock:
+            existing = self._lookup(name)
+            if existing is not None and existing.name != name:
+                self._refuse(override, f"{name!r} is already an alias of", existing)
+            if existing is not None and existing.name == name and not _same_class(existing, loss_class):
+                self._refuse(override, f"the name {name!r} is already taken by", existing)
+            for a in aliases:
+                owner = self._lookup(a)
+                if owner is not None and owner.name != name:
+                    self._refuse(override, f"the alias {a!r} is already used by", owner)
+                if a == name:
+                    raise LossRegistrationError(f"alias {a!r} is the same as the loss name")
+            kept = existing.aliases if existing is not None and existing.name == name else ()
+            entry = LossEntry(
+                name=name,
+                loss_class=loss_class,
+                tasks=tasks,
+                aliases=tuple(dict.fromkeys((*kept, *aliases))),
+                expects=expects,
+                target=target,
+                defined_at=_defined_at(loss_class),
+            )
+            self._insert(entry)
+        _record_init_kwargs(loss_class)
+        return entry
+
+    def _insert(self, entry: LossEntry) -> None:
+        # with override=True a name or alias may move from one entry to another: detach it first
+        for key in (entry.name, *entry.aliases):
+            owner = self._aliases.pop(key, None)
+            if owner is not None and owner != entry.name and owner in self._entries:
+                old = self._entries[owner]
+                self._entries[owner] = dataclasses.replace(
+                    old, aliases=tuple(a for a in old.aliases if a != key)
+                )
+        for alias in entry.aliases:
+            self._aliases[alias] = entry.name
+        self._entries[entry.name] = entry
+
+    @staticmethod
+    def _refuse(override: bool, what: str, existing: LossEntry) -> None:
+        if not override:
+            raise LossRegistrationError(
+                f"Cannot register: {what} loss {existing.name!r} "
+                f"({existing.loss_class.__qualname__}, defined at {existing.defined_at}). "
+                "Pass override=True to replace it, or choose another name."
+            )
+
+    def unregister(self, name: str) -> LossEntry:
+        """Remove a loss (given by name or alias) and all its aliases; return its entry."""
+        with self._lock:
+            entry = self.get_entry(name)
+            del self._entries[entry.name]
+            for alias in entry.aliases:
+                self._aliases.pop(alias, None)
+            return entry
+
+    @contextlib.contextmanager
+    def temporary(self) -> Iterator[LossRegistry]:
+        """Restore the registry's current state on exit (for tests and notebooks).
+
+        Example:
+            >>> registry = get_loss_registry()
+            >>> with registry.temporary():
+            ...     _ = registry.unregister("dice")
+            >>> registry.has_loss("dice")
+            True
+        """
+        with self._lock:
+            saved = (dict(self._entries), dict(self._aliases), self._plugins_loaded)
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._entries, self._aliases, self._plugins_loaded = saved
+
+    # ------------------------------------------------------------------ lookup
+    def _lookup(self, name: str) -> LossEntry | None:
+        entry = self._entries.get(name)
+        if entry is None and name in self._aliases:
+            entry = self._entries.get(self._aliases[name])
+        return entry
+
+    def get_entry(self, name: str) -> LossEntry:
+        """The entry for a name or alias.
+
+        Raises:
+            UnknownLossError: a ``ValueError`` naming the closest registered names.
+        """
+        entry = self._lookup(name) if isinstance(name, str) else None
+        if entry is None and isinstance(name, str):
+            self._load_plugins()
+            entry = self._lookup(name)
+        if entry is None:
+            raise UnknownLossError(self._unknown_message(name))
+        return entry
+
+    def _unknown_message(self, name: object) -> str:
+        with self._lock:
+            known = sorted([*self._entries, *self._aliases])
+        message = f"Unknown loss {name!r}."
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        if close:
+            message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+        return message + f" Available losses: {', '.join(self.list_losses())}."
+
+    def has_loss(self, name: str) -> bool:
+        """Whether ``name`` is a registered loss name or alias."""
+        try:
+            self.get_entry(name)
+        except UnknownLossError:
+            return False
+        return True
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.has_loss(name)
+
+    def get_loss_class(self, name: str) -> type[nn.Module]:
+        """The class registered under a name or alias, for fully type-checked construction."""
+        return self.get_entry(name).loss_class
+
+    def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module:
+        """Validate ``kwargs`` against the loss's schema, then instantiate it.
+
+        Only the arguments you pass reach the constructor, so the class keeps its own defaults.
+        Exceptions raised by the loss's own ``__init__`` propagate unchanged.
+
+        Raises:
+            UnknownLossError: ``name`` is neither a name nor an alias (with suggestions).
+            LossConfigError: one or more arguments are unknown, mistyped, out of range or missing.
+
+        Example:
+            >>> dice = get_loss_registry().get_loss("dice", num_classes=10, smooth=1.0)
+            >>> type(dice).__name__
+            'DiceLoss'
+        """
+        return self.get_entry(name).build(**kwargs)
+
+    def get_schema(self, name: str) -> type[BaseModel]:
+        """The pydantic model of a loss's constructor parameters (``.model_json_schema()``)."""
+        return self.get_entry(name).schema
+
+    def entry_for_class(self, loss_class: type) -> LossEntry | None:
+        """The entry whose class is ``loss_class`` (the first registered), if any."""
+        with self._lock:
+            entries = list(self._entries.values())
+        return next((e for e in entries if e.loss_class is loss_class), None)
+
+    def spec_of(self, loss: nn.Module) -> LossSpec | None:
+        """The :class:`LossSpec` that rebuilds ``loss``, or ``None`` if it was not registered.
+
+        Works for instances made by ``get_loss`` and for registered classes constructed
+        directly (their constructor arguments are recorded).
+        """
+        from autotimm.losses.spec import LossSpec
+
+        entry = self.entry_for_class(type(loss))
+        recorded = loss.__dict__.get(_INIT_KWARGS)
+        if entry is None or recorded is None:
+            return None
+        return LossSpec(name=entry.name, params=recorded)
+
+    # ------------------------------------------------------------------ listing
+    def list_losses(self, task: str | None = None) -> list[str]:
+        """Sorted loss names (aliases excluded), optionally only those registered for ``task``.
+
+        ``task`` is ``"classification"``, ``"detection"``, ``"segmentation"`` or ``"custom"``
+        (losses registered without a task).
+        """
+        if task is not None and task not in (*TASKS, CUSTOM):
+            raise ValueError(
+                f"Unknown task {task!r}; expected one of {', '.join(map(repr, (*TASKS, CUSTOM)))}."
+            )
+        self._load_plugins()
+        with self._lock:
+            entries = list(self._entries.values())
+        if task is None:
+            return sorted(e.name for e in entries)
+        if task == CUSTOM:
+            return sorted(e.name for e in entries if not e.tasks)
+        return sorted(e.name for e in entries if task in e.tasks)
+
+    def get_loss_info(self) -> dict[str, list[str]]:
+        """Task name to sorted loss names; losses without a task are under ``"custom"``."""
+        info = {task: self.list_losses(task) for task in TASKS}
+        custom = self.list_losses(CUSTOM)
+        if custom:
+            info[CUSTOM] = custom
+        return info
+
+    def describe(self, name: str) -> str:
+        """A human-readable summary of a loss: tasks, aliases, inputs and parameter table."""
+        entry = self.get_entry(name)
+        cls = entry.loss_class
+        summary = (cls.__doc__ or "").strip().splitlines()
+        lines = [
+            f"{entry.name}: {cls.__module__}.{cls.__qualname__}",
+            *([f"  {summary[0]}"] if summary else []),
+            f"  tasks:    {', '.join(entry.tasks) or CUSTOM}",
+            f"  aliases:  {', '.join(entry.aliases) or '-'}",
+            f"  expects:  {entry.expects} (targets: {entry.target})",
+            f"  defined:  {entry.defined_at}",
+            "  parameters:",
+        ]
+        for p in entry.parameters or ():
+            default = "required" if p.required else f"= {p.default!r}"
+            lines.append(f"    {p.name}: {p.type} {default}")
+            if p.description:
+                lines.append(f"        {p.description}")
+        if not entry.parameters:
+            lines.append("    (none)")
+        return "\n".join(lines)
+
+    def __iter__(self) -> Iterator[LossEntry]:
+        self._load_plugins()
+        with self._lock:
+            return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __len__(self) -> int:
+        return len(self.list_losses())
+
+    # ------------------------------------------------------------------ plugins
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        with self._lock:
+            if self._plugins_loaded:
+                return
+            self._plugins_loaded = True
+            if self._plugin_entries is not None:  # loaded before: restore, don't re-import
+                for entries in self._plugin_entries.values():
+                    for entry in entries:
+                        if self._lookup(entry.name) is None:
+                            self._insert(entry)
+                return
+            self._plugin_entries = {}
+            assert self._plugin_group is not None
+            for point in importlib.metadata.entry_points(group=self._plugin_group):
+                self._plugin_entries[point.name] = self._load_plugin(point)
+
+    def _load_plugin(self, point: importlib.metadata.EntryPoint) -> list[LossEntry]:
+        before = set(self._entries)
+        try:
+            loaded = point.load()
+            if isinstance(loaded, type) and issubclass(loaded, nn.Module):
+                if self.entry_for_class(loaded) is None:
+                    self.register_loss(point.name, loaded)
+            elif callable(loaded) and not isinstance(loaded, type):
+                loaded(self)
+        except Exception as error:
+            dist = point.dist.name if point.dist is not None else "an unknown distribution"
+            warnings.warn(
+                f"Loss plugin {point.name!r} ({point.value}) from {dist} failed to load and "
+                f"was skipped: {type(error).__name__}: {error}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return [self._entries[n] for n in self._entries.keys() - before]
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_loss_class(loss_class: object) -> None:
+    if not (isinstance(loss_class, type) and issubclass(loss_class, nn.Module)):
+        raise TypeError(
+            f"A loss must be a subclass of torch.nn.Module; got {loss_class!r}. "
+            "Wrap a loss function in an nn.Module whose forward calls it."
+        )
+
+
+def _check_name(name: object, what: str) -> None:
+    if not isinstance(name, str) or not name or any(ch.isspace() for ch in name):
+        raise ValueError(f"A loss {what} must be a non-empty string without spaces; got {name!r}.")
+
+
+def _as_tuple(alias: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
+    if alias is None:
+        return ()
+    aliases = (alias,) if isinstance(alias, str) else tuple(alias)
+    for a in aliases:
+        _check_name(a, what)
+    return aliases
+
+
+def _as_tasks(task: Task | Sequence[Task] | None) -> tuple[Task, ...]:
+    tasks = () if task is None else (task,) if isinstance(task, str) else tuple(task)
+    for t in tasks:
+        if t not in TASKS:
+            raise ValueError(
+                f"Unknown task {t!r}; expected one of {', '.join(map(repr, TASKS))} "
+                "(or a tuple of them, or None for a custom loss)."
+            )
+    return tasks
+
+
+def _same_class(entry: LossEntry, loss_class: type) -> bool:
+    old = entry.loss_class
+    return old is loss_class or (
+        old.__module__ == loss_class.__module__ and old.__qualname__ == loss_class.__qualname__
+    )
+
+
+def _defined_at(loss_class: type) -> str:
+    module = sys.modules.get(loss_class.__module__)
+    path = getattr(module, "__file__", None) or loss_class.__module__
+    init = getattr(loss_class.__init__, "__wrapped__", loss_class.__init__)
+    code = getattr(init, "__code__", None)
+    line = f":{code.co_firstlineno}" if code is not None and "__init__" in vars(loss_class) else ""
+    return f"{path}{line}"
+
+
+def _record_init_kwargs(loss_class: type[nn.Module]) -> None:
+    """Wrap ``__init__`` so each instance remembers the arguments it was built with.
+
+    That is what lets a model checkpoint store a directly constructed loss as a ``LossSpec``
+    (name + params) instead of a pickled module. Subclass instances record nothing here.
+    """
+    init = vars(loss_class).get("__init__")
+    if init is None or getattr(init, "__autotimm_records__", False):
+        return
+    import inspect
+
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if type(self) is loss_class:
+            if args:
+                bound = signature.bind(self, *args, **kwargs).arguments
+                kwargs = {k: v for k, v in bound.items() if k != next(iter(bound))}
+            self.__dict__[_INIT_KWARGS] = kwargs
+
+    __init__.__autotimm_records__ = True  # type: ignore[attr-defined]
+    loss_class.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _default_name(class_name: str) -> str:
+    """``FocalTverskyLoss`` -> ``focal_tversky``; ``BCEWithLogitsLoss`` -> ``bce_with_logits``."""
+    stem = class_name[:-4] if class_name.endswith("Loss") and class_name != "Loss" else class_name
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", stem).lower()
+
+
+# ---------------------------------------------------------------------- the global registry
+_REGISTRY = LossRegistry(plugin_group=PLUGIN_GROUP)
+
+
+def get_loss_registry() -> LossRegistry:
+    """The global loss registry.
+
+    Example:
+        >>> get_loss_registry().has_loss("dice")
+        True
+    """
+    return _REGISTRY
+
+
+def register_loss(
+    name: str | None = None,
+    *,
+    task: Task | Sequence[Task] | None,
+    alias: str | Sequence[str] | None = None,
+    override: bool = False,
+    expects: InputKind = "logits",
+    target: TargetKind = "class_indices",
+) -> Callable[[type[M]], type[M]]:
+    """Class decorator: register a loss in the global registry and return the class unchanged.
+
+    Args:
+        name: Registry name; default: the class name in snake_case without a trailing ``Loss``.
+        task: ``"classification"``, ``"detection"``, ``"segmentation"``, a tuple of them, or
+            ``None`` for a task-agnostic (custom) loss.
+        alias: One or more alternative names.
+        override: Replace an existing entry with the same name or alias.
+        expects: What the loss takes as prediction: logits, probabilities or log-probabilities.
+        target: What the loss takes as target (see :data:`autotimm.losses.TargetKind`).
+
+    Example:
+        >>> import torch.nn as nn
+        >>> with get_loss_registry().temporary():
+        ...     @register_loss(task="detection")
+        ...     class MyBoxLoss(nn.Module):
+        ...         pass
+        ...     get_loss_registry().has_loss("my_box")
+        True
+    """
+    if isinstance(name, type):
+        raise TypeError("register_loss needs arguments: use @register_loss(task=...), not @register_loss")
+
+    def decorator(loss_class: type[M]) -> type[M]:
+        _check_loss_class(loss_class)
+        _REGISTRY.register_loss(
+            name or _default_name(loss_class.__name__),
+            loss_class,
+            alias,
+            task=task,
+            override=override,
+            expects=expects,
+            target=target,
+        )
+        return loss_class
+
+    return decorator
+
+
+def register_custom_loss(
+    name: str,
+    loss_class: type[nn.Module],
+    alias: str | Sequence[str] | None = None,
+    *,
+    task: Task | Sequence[Task] | None = None,
+    override: bool = False,
+    expects: InputKind = "logits",
+    target: TargetKind = "class_indices",
+) -> LossEntry:
+    """Register ``loss_class`` globally under ``name`` (same as ``LossRegistry.register_loss``).
+
+    Example:
+        >>> import torch.nn as nn
+        >>> with get_loss_registry().temporary():
+        ...     _ = register_custom_loss("smooth_l1", nn.SmoothL1Loss, alias="huber")
+        ...     get_loss_registry().get_loss("huber", beta=0.5).beta
+        0.5
+    """
+    return _REGISTRY.register_loss(
+        name, loss_class, alias, task=task, override=override, expects=expects, target=target
+    )
+
+
+def list_available_losses(task: str | None = None) -> list[str]:
+    """Sorted names of the registered losses, optionally only those for ``task``.
+
+    Example:
+        >>> "dice" in list_available_losses(task="segmentation")
+        True
+    """
+    return _REGISTRY.list_losses(task)
+
+
+def get_loss(name: str, /, **kwargs: Any) -> nn.Module:
+    """Build a registered loss by name or alias with validated kwargs (the global registry).
+
+    Example:
+        >>> type(get_loss("ce", label_smoothing=0.1)).__name__
+        'CrossEntropyLoss'
+    """
+    return _REGISTRY.get_loss(name, **kwargs)
+
+
+def get_schema(name: str) -> type[BaseModel]:
+    """The pydantic model of a loss's parameters.
+
+    Example:
+        >>> "smooth" in get_schema("dice").model_json_schema()["properties"]
+        True
+    """
+    return _REGISTRY.get_schema(name)
+
+
+def get_entry(name: str) -> LossEntry:
+    """The registry entry of a loss: ``.name``, ``.tasks``, ``.aliases``, ``.loss_class``, ...
+
+    Example:
+        >>> get_entry("ce").name
+        'cross_entropy'
+    """
+    return _REGISTRY.get_entry(name)
+
+
+def describe(name: str) -> str:
+    """A human-readable summary of a loss and its parameters.
+
+    Example:
+        >>> print(describe("dice").splitlines()[0])
+        dice: autotimm.losses.segmentation.DiceLoss
+    """
+    return _REGISTRY.describe(name)
