@@ -336,7 +336,10 @@ class LossRegistry:
         recorded = loss.__dict__.get(_INIT_KWARGS)
         if entry is None or recorded is None:
             return None
-        return LossSpec(name=entry.name, params=recorded)
+        try:
+            return LossSpec(name=entry.name, params=recorded)
+        except ValueError:  # an argument that is not plain data (e.g. a module instance)
+            return None
 
     # ------------------------------------------------------------------ listing
     def list_losses(self, task: str | None = None) -> list[str]:

@@ -1,0 +1,148 @@
+"""The one path by which every model turns its ``loss_fn`` argument into a loss module.
+
+A model passes what the user gave (a registry name or alias, a :class:`LossSpec` or its dict, or
+an ``nn.Module``), its own context values (``num_classes``, ``ignore_index``, ...) and the user's
+``loss_kwargs``. Context values reach the loss only when its schema has a parameter of that name;
+explicit kwargs win. Bad arguments raise the registry's ``LossConfigError`` here, at model
+construction, before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+from torch import nn
+
+from autotimm.losses._types import InputKind, TargetKind
+from autotimm.losses.registry import LossEntry, get_loss_registry
+from autotimm.losses.spec import LossSpec
+
+__all__ = ["LossLike", "ResolvedLoss", "resolve_loss"]
+
+LossLike = Union[str, LossSpec, Mapping[str, Any], nn.Module]  # noqa: UP007 - runtime alias
+"""What a model's ``loss_fn`` accepts."""
+
+_UNREGISTERED = "unregistered:"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedLoss:
+    """A loss module together with what the registry knows about it.
+
+    Attributes:
+        module: The loss to call.
+        entry: Its registry entry, or ``None`` for an instance of an unregistered class.
+        spec: Plain data that rebuilds it (for hyperparameters), or ``None`` if there is none.
+    """
+
+    module: nn.Module
+    entry: LossEntry | None
+    spec: LossSpec | None
+
+    @property
+    def expects(self) -> InputKind:
+        """What the loss takes as prediction (``"logits"`` when unknown)."""
+        return self.entry.expects if self.entry is not None else "logits"
+
+    @property
+    def target(self) -> TargetKind:
+        """What the loss takes as target (``"class_indices"`` when unknown)."""
+        return self.entry.target if self.entry is not None else "class_indices"
+
+    def to_hparam(self) -> dict[str, Any] | str:
+        """What a checkpoint stores: the spec as plain data, or a marker that names the class.
+
+        Loading a checkpoint whose marker names an unregistered class asks for the loss again
+        (see :func:`resolve_loss`), rather than silently training with a different one.
+        """
+        if self.spec is not None:
+            return self.spec.model_dump(mode="json")
+        cls = type(self.module)
+        return f"{_UNREGISTERED}{cls.__module__}.{cls.__qualname__}"
+
+
+def resolve_loss(
+    loss: LossLike,
+    *,
+    context: Mapping[str, Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    fallbacks: Mapping[str, Callable[[], Any]] | None = None,
+    argument: str = "loss_fn",
+) -> ResolvedLoss:
+    """Build (or adopt) a loss for a model.
+
+    Args:
+        loss: A registry name or alias, a ``LossSpec`` (or its dict form), or an ``nn.Module``.
+        context: The model's values (``num_classes``, ``ignore_index``, ...). Each reaches the
+            loss only if its constructor has a parameter of that name; ``None`` values never do.
+        kwargs: The user's explicit loss arguments; they win over context and spec params.
+        fallbacks: Neutral values for parameters a loss *requires* that neither the context nor
+            ``kwargs`` supply (e.g. uniform class weights); using one emits a ``UserWarning``.
+        argument: The model argument's name, for error messages.
+
+    Raises:
+        UnknownLossError: an unknown name (with suggestions).
+        LossConfigError: unknown, mistyped, out-of-range or missing loss arguments.
+        TypeError: ``loss`` is of an unsupported type, or ``kwargs`` were given with a module.
+
+    Example:
+        >>> resolved = resolve_loss("dice", context={"num_classes": 3, "lr": 0.1})
+        >>> resolved.spec.model_dump(mode="json")
+        {'name': 'dice', 'params': {'num_classes': 3}}
+    """
+    registry = get_loss_registry()
+    if isinstance(loss, nn.Module):
+        if kwargs:
+            raise TypeError(
+                f"{argument} is a loss instance, so its arguments are already set; "
+                f"loss kwargs {sorted(kwargs)} cannot be applied. Pass a registry name instead."
+            )
+        return ResolvedLoss(loss, registry.entry_for_class(type(loss)), registry.spec_of(loss))
+    if isinstance(loss, str) and loss.startswith(_UNREGISTERED):
+        raise ValueError(
+            f"This model was saved with an unregistered loss instance "
+            f"({loss.removeprefix(_UNREGISTERED)}) that cannot be stored as plain data. Pass it "
+            f"again when loading, e.g. Model.load_from_checkpoint(path, {argument}=YourLoss(...)), "
+            "or register its class with register_custom_loss so checkpoints can rebuild it."
+        )
+    if isinstance(loss, str):
+        name, params = loss, {}
+    elif isinstance(loss, LossSpec):
+        name, params = loss.name, dict(loss.params)
+    elif isinstance(loss, Mapping) and isinstance(loss.get("name"), str):
+        name, params = loss["name"], dict(loss.get("params") or {})
+    else:
+        raise TypeError(
+            f"{argument} must be a registry name, a LossSpec, a dict with 'name' and 'params', "
+            f"or an nn.Module instance; got {type(loss).__name__}."
+        )
+    entry = registry.get_entry(name)
+    accepted = {p.name: p for p in entry.parameters}
+    merged = {k: v for k, v in (context or {}).items() if k in accepted and v is not None}
+    if isinstance(loss, (LossSpec, Mapping)):  # plain data (configs, checkpoints): JSON mode
+        merged.update(params)
+        validated = entry.validate_json(LossSpec(name=name, params=merged).params)
+        merged = {key: getattr(validated, key) for key in merged}
+    merged.update(kwargs or {})
+    for key, make in (fallbacks or {}).items():
+        parameter = accepted.get(key)
+        if parameter is not None and parameter.required and key not in merged:
+            merged[key] = make()
+            warnings.warn(
+                f"Loss {entry.name!r} requires {key!r} and none was given; using a neutral "
+                f"default ({merged[key]!r}). Pass {key}=... to the model or in its loss kwargs.",
+                UserWarning,
+                stacklevel=3,
+            )
+    module = entry.build(**merged)
+    return ResolvedLoss(module, entry, registry.spec_of(module) or _spec_or_none(entry, merged))
+
+
+def _spec_or_none(entry: LossEntry, params: Mapping[str, Any]) -> LossSpec | None:
+    try:
+        return LossSpec(name=entry.name, params=dict(params))
+    except ValueError:
+        return None
