@@ -36,8 +36,12 @@ def _losses_list(args: argparse.Namespace) -> int:
     for name in names:
         entry = registry.get_entry(name)
         table.append(
-            (entry.name, ",".join(entry.tasks) or "custom", ",".join(entry.aliases) or "-",
-             entry.expects)
+            (
+                entry.name,
+                ",".join(entry.tasks) or "custom",
+                ",".join(entry.aliases) or "-",
+                entry.expects,
+            )
         )
     _print_table(table)
     return 0
@@ -55,8 +59,10 @@ def _losses_show(args: argparse.Namespace) -> int:
     summary = (cls.__doc__ or "").strip().splitlines()
     if summary:
         print(f"  {summary[0]}")
-    print(f"  tasks: {', '.join(entry.tasks) or 'custom'}   aliases: "
-          f"{', '.join(entry.aliases) or '-'}   expects: {entry.expects}   targets: {entry.target}")
+    print(
+        f"  tasks: {', '.join(entry.tasks) or 'custom'}   aliases: "
+        f"{', '.join(entry.aliases) or '-'}   expects: {entry.expects}   targets: {entry.target}"
+    )
     print()
     table = [("parameter", "type", "default", "constraint", "description")]
     for p in entry.parameters:

@@ -14,7 +14,9 @@ import pytest
 from autotimm.cli import main
 
 
-def _install_fake_distribution(root: Path, dist: str, entry_points: str, modules: dict[str, str]) -> None:
+def _install_fake_distribution(
+    root: Path, dist: str, entry_points: str, modules: dict[str, str]
+) -> None:
     info = root / f"{dist}-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
@@ -27,7 +29,10 @@ def _run(code: str, path: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=f"{path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     return subprocess.run(
         [sys.executable, "-W", "always", "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
@@ -78,7 +83,8 @@ def test_plugins_load_lazily_register_and_never_break_the_registry(tmp_path: Pat
         assert L.get_loss_registry().has_loss("by_class")
         assert L.get_loss_registry().has_loss("dice")
         messages = [str(w.message) for w in caught]
-        assert any("broken_losses" in m and "missing CUDA extension" in m for m in messages), messages
+        broken = [m for m in messages if "broken_losses" in m and "missing CUDA extension" in m]
+        assert broken, messages
         with L.get_loss_registry().temporary():
             L.get_loss_registry().unregister("plugin_good")
         assert L.get_loss_registry().has_loss("pg")
@@ -122,6 +128,8 @@ def test_cli_unknown_name_and_task_fail_cleanly() -> None:
     assert "expected one of 'classification'" in result.stderr
     show = subprocess.run(
         [sys.executable, "-m", "autotimm", "losses", "show", "dcie"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "Did you mean 'dice'" in show.stderr

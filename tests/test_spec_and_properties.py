@@ -46,7 +46,9 @@ def kwargs_for(draw: st.DrawFn, name: str) -> dict[str, Any]:
     real = [p.name for p in get_entry(name).parameters]
     keys = draw(
         st.lists(
-            st.one_of(st.sampled_from(real) if real else st.nothing(), st.text(min_size=1, max_size=8)),
+            st.one_of(
+                st.sampled_from(real) if real else st.nothing(), st.text(min_size=1, max_size=8)
+            ),
             max_size=4,
             unique=True,
         )

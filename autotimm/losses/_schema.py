@@ -37,6 +37,7 @@ __all__ = [
     "LossConfigError",
     "ParameterInfo",
     "build_param_model",
+    "constructor_of",
     "describe_parameters",
     "format_annotation",
     "format_constraints",
@@ -221,14 +222,26 @@ def parse_param_docs(doc: str | None) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- the model
-def _constructor_parameters(loss_class: type) -> tuple[list[inspect.Parameter], dict[str, Any]]:
+def constructor_of(loss_class: type) -> Callable[..., Any]:
+    """The ``__init__`` that defines ``loss_class``'s parameters (unwrapping the registry's)."""
+    init = next(vars(c)["__init__"] for c in loss_class.__mro__ if "__init__" in vars(c))
+    return typing.cast(Callable[..., Any], getattr(init, "__wrapped__", init))
+
+
+def _constructor_parameters(
+    loss_class: type,
+) -> tuple[list[inspect.Parameter], dict[str, Any], dict[str, str]]:
+    """The signature's parameters, resolved type hints and docstring descriptions."""
     signature = inspect.signature(loss_class)
-    init = getattr(loss_class.__init__, "__wrapped__", loss_class.__init__)
+    init = constructor_of(loss_class)
     try:
         hints = typing.get_type_hints(init, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to the raw annotations
         hints = {}
-    return list(signature.parameters.values()), hints
+    docs = parse_param_docs(loss_class.__doc__)
+    if "__init__" in vars(loss_class):
+        docs.update(parse_param_docs(init.__doc__))
+    return list(signature.parameters.values()), hints, docs
 
 
 def build_param_model(loss_class: type) -> type[BaseModel]:
@@ -244,10 +257,7 @@ def build_param_model(loss_class: type) -> type[BaseModel]:
     >>> build_param_model(Scaled).model_validate({"scale": 2}).scale
     2
     """
-    parameters, hints = _constructor_parameters(loss_class)
-    docs = parse_param_docs(loss_class.__doc__)
-    if "__init__" in vars(loss_class):
-        docs.update(parse_param_docs(loss_class.__init__.__doc__))
+    parameters, hints, docs = _constructor_parameters(loss_class)
     extra: Literal["allow", "forbid"] = "forbid"
     fields: dict[str, Any] = {}
     for param in parameters:
@@ -366,10 +376,7 @@ class ParameterInfo:
 
 def describe_parameters(loss_class: type) -> tuple[ParameterInfo, ...]:
     """The keyword parameters of ``loss_class``'s constructor, in signature order."""
-    parameters, hints = _constructor_parameters(loss_class)
-    docs = parse_param_docs(loss_class.__doc__)
-    if "__init__" in vars(loss_class):
-        docs.update(parse_param_docs(loss_class.__init__.__doc__))
+    parameters, hints, docs = _constructor_parameters(loss_class)
     infos = []
     for param in parameters:
         if param.kind in (
@@ -428,7 +435,12 @@ class LossConfigError(ValueError):
     """
 
     def __init__(
-        self, loss_name: str, problems: Sequence[ArgumentProblem], *, where: str = "", accepted: str = ""
+        self,
+        loss_name: str,
+        problems: Sequence[ArgumentProblem],
+        *,
+        where: str = "",
+        accepted: str = "",
     ) -> None:
         self.loss_name = loss_name
         self.problems = tuple(problems)

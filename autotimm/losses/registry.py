@@ -33,6 +33,7 @@ from autotimm.losses._schema import (
     LossConfigError,
     ParameterInfo,
     build_param_model,
+    constructor_of,
     describe_parameters,
     problems_from_validation_error,
     signature_summary,
@@ -180,7 +181,11 @@ class LossRegistry:
             existing = self._lookup(name)
             if existing is not None and existing.name != name:
                 self._refuse(override, f"{name!r} is already an alias of", existing)
-            if existing is not None and existing.name == name and not _same_class(existing, loss_class):
+            if (
+                existing is not None
+                and existing.name == name
+                and not _same_class(existing, loss_class)
+            ):
                 self._refuse(override, f"the name {name!r} is already taken by", existing)
             for a in aliases:
                 owner = self._lookup(a)
@@ -363,7 +368,7 @@ class LossRegistry:
 
     def get_loss_info(self) -> dict[str, list[str]]:
         """Task name to sorted loss names; losses without a task are under ``"custom"``."""
-        info = {task: self.list_losses(task) for task in TASKS}
+        info: dict[str, list[str]] = {task: self.list_losses(task) for task in TASKS}
         custom = self.list_losses(CUSTOM)
         if custom:
             info[CUSTOM] = custom
@@ -483,8 +488,7 @@ def _same_class(entry: LossEntry, loss_class: type) -> bool:
 def _defined_at(loss_class: type) -> str:
     module = sys.modules.get(loss_class.__module__)
     path = getattr(module, "__file__", None) or loss_class.__module__
-    init = getattr(loss_class.__init__, "__wrapped__", loss_class.__init__)
-    code = getattr(init, "__code__", None)
+    code = getattr(constructor_of(loss_class), "__code__", None)
     line = f":{code.co_firstlineno}" if code is not None and "__init__" in vars(loss_class) else ""
     return f"{path}{line}"
 
@@ -565,7 +569,9 @@ def register_loss(
         True
     """
     if isinstance(name, type):
-        raise TypeError("register_loss needs arguments: use @register_loss(task=...), not @register_loss")
+        raise TypeError(
+            "register_loss needs arguments: use @register_loss(task=...), not @register_loss"
+        )
 
     def decorator(loss_class: type[M]) -> type[M]:
         _check_loss_class(loss_class)

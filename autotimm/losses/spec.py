@@ -46,7 +46,9 @@ class LossSpec(BaseModel):
             return data  # let pydantic report the shape error
         params = data.get("params") or {}
         if not isinstance(params, Mapping):
-            raise ValueError(f"params must be a mapping of argument names to values; got {params!r}")
+            raise ValueError(
+                f"params must be a mapping of argument names to values; got {params!r}"
+            )
         entry = get_loss_registry().get_entry(data["name"])
         plain = {key: _to_plain(key, value) for key, value in params.items()}
         validated = entry.validate_json(plain)
