@@ -12,6 +12,7 @@ validated arguments, list them by task, or register your own::
 """
 
 from autotimm.losses._schema import ArgumentProblem, LossConfigError, ParameterInfo
+from autotimm.losses._typed_lookups import BuiltinLossName
 from autotimm.losses._types import InputKind, Reduction, TargetKind, Task
 from autotimm.losses.classification import (
     BCELoss,
@@ -36,6 +37,7 @@ from autotimm.losses.registry import (
     describe,
     get_entry,
     get_loss,
+    get_loss_class,
     get_loss_registry,
     get_schema,
     list_available_losses,
@@ -57,6 +59,7 @@ __all__ = [
     "ArgumentProblem",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "BuiltinLossName",
     "CIoULoss",
     "CenternessLoss",
     "CombinedSegmentationLoss",
@@ -87,6 +90,7 @@ __all__ = [
     "describe",
     "get_entry",
     "get_loss",
+    "get_loss_class",
     "get_loss_registry",
     "get_schema",
     "list_available_losses",

@@ -38,6 +38,7 @@ from autotimm.losses._schema import (
     problems_from_validation_error,
     signature_summary,
 )
+from autotimm.losses._typed_lookups import TypedLookups
 from autotimm.losses._types import TASKS, InputKind, TargetKind, Task
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "describe",
     "get_entry",
     "get_loss",
+    "get_loss_class",
     "get_loss_registry",
     "get_schema",
     "list_available_losses",
@@ -133,10 +135,12 @@ class LossEntry:
         )
 
 
-class LossRegistry:
+class LossRegistry(TypedLookups):
     """A thread-safe map from loss names and aliases to :class:`LossEntry`.
 
     Use the global instance from :func:`get_loss_registry`; separate instances are for tests.
+    ``get_loss`` and ``get_loss_class`` come from :class:`TypedLookups`, generated with one
+    typed overload per built-in name so editors infer the loss class.
     """
 
     def __init__(self, *, plugin_group: str | None = None) -> None:
@@ -297,27 +301,6 @@ class LossRegistry:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.has_loss(name)
-
-    def get_loss_class(self, name: str) -> type[nn.Module]:
-        """The class registered under a name or alias, for fully type-checked construction."""
-        return self.get_entry(name).loss_class
-
-    def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module:
-        """Validate ``kwargs`` against the loss's schema, then instantiate it.
-
-        Only the arguments you pass reach the constructor, so the class keeps its own defaults.
-        Exceptions raised by the loss's own ``__init__`` propagate unchanged.
-
-        Raises:
-            UnknownLossError: ``name`` is neither a name nor an alias (with suggestions).
-            LossConfigError: one or more arguments are unknown, mistyped, out of range or missing.
-
-        Example:
-            >>> dice = get_loss_registry().get_loss("dice", num_classes=10, smooth=1.0)
-            >>> type(dice).__name__
-            'DiceLoss'
-        """
-        return self.get_entry(name).build(**kwargs)
 
     def get_schema(self, name: str) -> type[BaseModel]:
         """The pydantic model of a loss's constructor parameters (``.model_json_schema()``)."""
@@ -623,14 +606,11 @@ def list_available_losses(task: str | None = None) -> list[str]:
     return _REGISTRY.list_losses(task)
 
 
-def get_loss(name: str, /, **kwargs: Any) -> nn.Module:
-    """Build a registered loss by name or alias with validated kwargs (the global registry).
+get_loss = _REGISTRY.get_loss
+"""Build a registered loss by name or alias with validated kwargs (the global registry)."""
 
-    Example:
-        >>> type(get_loss("ce", label_smoothing=0.1)).__name__
-        'CrossEntropyLoss'
-    """
-    return _REGISTRY.get_loss(name, **kwargs)
+get_loss_class = _REGISTRY.get_loss_class
+"""The class registered under a name or alias (typed for every built-in name)."""
 
 
 def get_schema(name: str) -> type[BaseModel]:
