@@ -1,0 +1,282 @@
+"""Classification losses: the semantics and arguments of their ``torch.nn`` namesakes.
+
+Each class is a thin, registered wrapper around a function of
+:mod:`autotimm.losses._functional`; the constructor signature is the loss's schema. All of
+them compute in float32 for float16/bfloat16 inputs, accept an optional ``num_classes``
+(validated against the prediction's class dimension, dimension 1, or 0 for an unbatched
+``[C]`` input), and raise ``ValueError`` for bad labels and shapes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from autotimm.losses import _functional as LF
+from autotimm.losses._functional import NumClasses, Probability
+from autotimm.losses._types import Reduction
+from autotimm.losses.registry import register_loss
+
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "NLLLoss"]
+
+
+def _buffer(value: Tensor | None) -> Tensor | None:
+    """A float tensor for a weight argument (lists are accepted too), or ``None``."""
+    if value is None:
+        return None
+    tensor = torch.as_tensor(value)
+    return tensor if tensor.is_floating_point() else tensor.float()
+
+
+def _class_dim_of(pred: Tensor) -> int | None:
+    """Dimension 1 for batched inputs; ``None`` (a single class) for 1-D binary inputs."""
+    return 1 if pred.ndim >= 2 else None
+
+
+@register_loss("cross_entropy", task="classification", alias="ce")
+class CrossEntropyLoss(nn.Module):
+    """Cross entropy on logits, exactly as :class:`torch.nn.CrossEntropyLoss`.
+
+    Targets are class indices (``[N]``, ``[N, d1, ...]`` or a scalar for ``[C]`` logits) or
+    class probabilities of the logits' shape. Unlike torch, a batch whose targets are all
+    ``ignore_index`` gives a loss of 0 (with a zero gradient) instead of NaN.
+
+    Args:
+        weight: Optional per-class rescaling weights of shape ``[C]``.
+        ignore_index: Target value that is ignored and does not contribute to the loss.
+        label_smoothing: Amount of label smoothing in [0, 1] (0 disables it).
+        reduction: ``"mean"`` (weighted mean over non-ignored targets), ``"sum"`` or ``"none"``.
+        num_classes: If given, the logits' class dimension must have this size.
+
+    Example:
+        >>> loss = CrossEntropyLoss(label_smoothing=0.1, num_classes=3)
+        >>> loss(torch.zeros(2, 3), torch.tensor([0, 2])).item()  # log(3)
+        1.0986...
+    """
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        ignore_index: int = -100,
+        label_smoothing: Probability = 0.0,
+        reduction: Reduction = "mean",
+        num_classes: NumClasses | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", _buffer(weight))
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``logits [N, C, ...]`` (or ``[C]``) against indices or probabilities."""
+        LF.check_inputs(
+            logits,
+            target,
+            kind="dense" if target.is_floating_point() else "class_indices",
+            num_classes=self.num_classes,
+            class_dim=0 if logits.ndim == 1 else 1,
+            ignore_index=self.ignore_index,
+            class_weights=self.weight,
+            name="cross_entropy",
+        )
+        return LF.cross_entropy(
+            logits,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+        )
+
+
+@register_loss("nll", task="classification", expects="log_probabilities")
+class NLLLoss(nn.Module):
+    """Negative log-likelihood on log-probabilities, exactly as :class:`torch.nn.NLLLoss`.
+
+    A batch whose targets are all ``ignore_index`` gives 0 instead of torch's NaN.
+
+    Args:
+        weight: Optional per-class rescaling weights of shape ``[C]``.
+        ignore_index: Target value that is ignored and does not contribute to the loss.
+        reduction: ``"mean"`` (weighted mean over non-ignored targets), ``"sum"`` or ``"none"``.
+        num_classes: If given, the input's class dimension must have this size.
+
+    Example:
+        >>> loss = NLLLoss()
+        >>> loss(torch.log_softmax(torch.zeros(2, 4), 1), torch.tensor([1, 3])).item()  # log 4
+        1.3862...
+    """
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        num_classes: NumClasses | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", _buffer(weight))
+        self.ignore_index = ignore_index
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def forward(self, log_probs: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``log_probs [N, C, ...]`` (or ``[C]``) against class indices."""
+        LF.check_inputs(
+            log_probs,
+            target,
+            num_classes=self.num_classes,
+            class_dim=0 if log_probs.ndim == 1 else 1,
+            ignore_index=self.ignore_index,
+            class_weights=self.weight,
+            name="nll",
+        )
+        return LF.nll_loss(
+            log_probs,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+
+@register_loss("bce_with_logits", task="classification", target="dense")
+class BCEWithLogitsLoss(nn.Module):
+    """Binary cross entropy on logits, exactly as :class:`torch.nn.BCEWithLogitsLoss`.
+
+    For multi-label classification: targets (float, int or bool) have the logits' shape.
+
+    Args:
+        weight: Optional rescaling weight broadcastable to the logits (e.g. per batch element).
+        pos_weight: Optional weight of positive examples, broadcast along the last dimension
+            (e.g. ``[C]`` for ``[N, C]`` logits).
+        reduction: ``"mean"`` over all elements, ``"sum"`` or ``"none"``.
+        num_classes: If given, dimension 1 of the logits must have this size.
+
+    Example:
+        >>> loss = BCEWithLogitsLoss(pos_weight=torch.tensor([1.0, 2.0]))
+        >>> loss(torch.zeros(3, 2), torch.ones(3, 2)).item()  # 1.5 * log 2
+        1.0397...
+    """
+
+    weight: Tensor | None
+    pos_weight: Tensor | None
+
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        pos_weight: Tensor | None = None,
+        reduction: Reduction = "mean",
+        num_classes: NumClasses | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", _buffer(weight))
+        self.register_buffer("pos_weight", _buffer(pos_weight))
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``logits`` against targets of the same shape."""
+        LF.check_inputs(
+            logits,
+            target,
+            kind="dense",
+            num_classes=self.num_classes,
+            class_dim=_class_dim_of(logits),
+            name="bce_with_logits",
+        )
+        return LF.binary_cross_entropy_with_logits(
+            logits,
+            target,
+            weight=self.weight,
+            pos_weight=self.pos_weight,
+            reduction=self.reduction,
+        )
+
+
+@register_loss("bce", task="classification", expects="probabilities", target="dense")
+class BCELoss(nn.Module):
+    """Binary cross entropy on probabilities, exactly as :class:`torch.nn.BCELoss`.
+
+    Log-probabilities are clamped at -100 as in torch, so saturated probabilities give a
+    finite loss. Probabilities outside [0, 1] raise a ``ValueError``.
+
+    Args:
+        weight: Optional rescaling weight broadcastable to the input.
+        reduction: ``"mean"`` over all elements, ``"sum"`` or ``"none"``.
+        num_classes: If given, dimension 1 of the input must have this size.
+
+    Example:
+        >>> loss = BCELoss()
+        >>> loss(torch.full((2, 2), 0.5), torch.ones(2, 2)).item()  # log 2
+        0.6931...
+    """
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None = None,
+        reduction: Reduction = "mean",
+        num_classes: NumClasses | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", _buffer(weight))
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def forward(self, probs: Tensor, target: Tensor) -> Tensor:
+        """Loss of probabilities ``probs`` against targets of the same shape."""
+        LF.check_inputs(
+            probs,
+            target,
+            kind="dense",
+            num_classes=self.num_classes,
+            class_dim=_class_dim_of(probs),
+            pred_range=(0.0, 1.0),
+            name="bce",
+        )
+        return LF.binary_cross_entropy(probs, target, weight=self.weight, reduction=self.reduction)
+
+
+@register_loss("mse", task="classification", expects="probabilities", target="dense")
+class MSELoss(nn.Module):
+    """Mean squared error, exactly as :class:`torch.nn.MSELoss` (target of the input's shape).
+
+    Args:
+        reduction: ``"mean"`` over all elements, ``"sum"`` or ``"none"``.
+        num_classes: If given, dimension 1 of the input must have this size.
+
+    Example:
+        >>> MSELoss()(torch.zeros(2, 3), torch.ones(2, 3)).item()
+        1.0
+    """
+
+    def __init__(
+        self, *, reduction: Reduction = "mean", num_classes: NumClasses | None = None
+    ) -> None:
+        super().__init__()
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Squared error of ``pred`` against targets of the same shape."""
+        LF.check_inputs(
+            pred,
+            target,
+            kind="dense",
+            num_classes=self.num_classes,
+            class_dim=_class_dim_of(pred),
+            name="mse",
+        )
+        return LF.mse_loss(pred, target, reduction=self.reduction)

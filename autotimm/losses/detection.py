@@ -1,0 +1,368 @@
+"""Detection losses: sigmoid focal, IoU-family box losses, centerness and the FCOS criterion.
+
+Boxes are ``x1, y1, x2, y2``. Values match torchvision's ``sigmoid_focal_loss`` and
+``*_box_iou_loss`` functions; each class is a thin, registered wrapper around a function of
+:mod:`autotimm.losses._functional`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from autotimm.losses import _functional as LF
+from autotimm.losses._functional import NonNegative, NumClasses, Probability
+from autotimm.losses._types import Reduction
+from autotimm.losses.registry import register_loss
+
+__all__ = ["CIoULoss", "CenternessLoss", "DIoULoss", "FCOSLoss", "FocalLoss", "GIoULoss"]
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+@register_loss("focal", task="detection", target="dense")
+class FocalLoss(nn.Module):
+    """Sigmoid focal loss (RetinaNet), equal to ``torchvision.ops.sigmoid_focal_loss``.
+
+    Targets are either floats of the logits' shape (binary or soft labels), or integer labels
+    ``[...]`` for logits ``[..., C]``: ``0 .. C-1`` a class, ``C`` background (an all-zero
+    row), ``ignore_index`` left out (``"mean"`` then averages over the kept rows' elements).
+    The gradient is computed analytically and stays finite for any ``gamma``, also for
+    ``gamma < 1`` at saturated logits.
+
+    Args:
+        alpha: Weight of positive targets in [0, 1] (negatives get ``1 - alpha``); ``None``
+            disables the balancing.
+        gamma: Focusing exponent; 0 gives (alpha-balanced) binary cross entropy.
+        ignore_index: Integer target label whose row is ignored.
+        reduction: ``"mean"`` over elements, ``"sum"`` or ``"none"``.
+        num_classes: If given, the logits' last dimension must have this size.
+
+    Example:
+        >>> loss = FocalLoss(alpha=0.25, gamma=2.0, reduction="sum")
+        >>> logits = torch.tensor([[3.0, -2.0], [0.5, 0.0]])
+        >>> round(loss(logits, torch.tensor([0, 2])).item(), 4)  # row 2 is background
+        0.1052
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: Probability | None = 0.25,
+        gamma: NonNegative = 2.0,
+        ignore_index: int = -1,
+        reduction: Reduction = "mean",
+        num_classes: NumClasses | None = None,
+    ) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.gamma = gamma
+        self.ignore_index = ignore_index
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``logits`` against float targets of their shape or integer labels."""
+        class_dim = -1 if logits.ndim > 0 else None
+        if target.is_floating_point() or target.dtype == torch.bool:
+            LF.check_inputs(
+                logits,
+                target,
+                kind="dense",
+                num_classes=self.num_classes,
+                class_dim=class_dim,
+                name="focal",
+            )
+            return LF.sigmoid_focal_loss(
+                logits, target, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction
+            )
+        LF.check_inputs(
+            logits,
+            target,
+            num_classes=self.num_classes,
+            class_dim=-1,
+            ignore_index=self.ignore_index,
+            extra_labels=1,
+            name="focal",
+        )
+        return LF.sigmoid_focal_loss_with_indices(
+            logits,
+            target,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+
+class _BoxIoULoss(nn.Module):
+    """Shared forward of the IoU-family losses (each subclass only names its kind)."""
+
+    kind: ClassVar[LF.BoxLossKind]
+
+    def __init__(self, *, reduction: Reduction, eps: float) -> None:
+        super().__init__()
+        self.reduction: Reduction = reduction
+        self.eps = eps
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """Loss of boxes ``pred [..., 4]`` against ``target [..., 4]``, optionally weighted.
+
+        With ``weight [...]`` the ``"mean"`` is ``sum(w * l) / sum(w)``.
+        """
+        LF.check_inputs(
+            pred, target, kind="boxes", class_dim=None, box_weights=weight, name=self.kind
+        )
+        loss = LF.box_iou_loss(pred, target, kind=self.kind, eps=self.eps)
+        return LF.weighted_reduce(loss, weight, self.reduction)
+
+
+@register_loss("giou", task="detection", target="boxes")
+class GIoULoss(_BoxIoULoss):
+    """Generalized IoU loss, equal to ``torchvision.ops.generalized_box_iou_loss``.
+
+    ``1 - IoU + (|C| - |A u B|) / |C|`` with ``C`` the smallest enclosing box. Empty inputs give
+    0 (with a gradient); degenerate boxes give finite values and gradients.
+
+    Args:
+        reduction: ``"mean"`` (``sum(w*l)/sum(w)`` when weighted), ``"sum"`` or ``"none"``.
+        eps: Small number added to denominators.
+
+    Example:
+        >>> loss = GIoULoss()
+        >>> loss(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[1.0, 1.0, 3.0, 3.0]])).item()
+        1.0793...
+    """
+
+    kind = "giou"
+
+    def __init__(self, *, reduction: Reduction = "mean", eps: PositiveFloat = 1e-7) -> None:
+        super().__init__(reduction=reduction, eps=eps)
+
+
+@register_loss("diou", task="detection", target="boxes")
+class DIoULoss(_BoxIoULoss):
+    """Distance IoU loss, equal to ``torchvision.ops.distance_box_iou_loss``.
+
+    ``1 - IoU + d^2 / c^2`` with ``d`` the distance of the centres and ``c`` the diagonal of
+    the smallest enclosing box.
+
+    Args:
+        reduction: ``"mean"`` (``sum(w*l)/sum(w)`` when weighted), ``"sum"`` or ``"none"``.
+        eps: Small number added to denominators.
+
+    Example:
+        >>> loss = DIoULoss(reduction="none")
+        >>> loss(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[0.0, 0.0, 2.0, 2.0]]))
+        tensor([0.])
+    """
+
+    kind = "diou"
+
+    def __init__(self, *, reduction: Reduction = "mean", eps: PositiveFloat = 1e-7) -> None:
+        super().__init__(reduction=reduction, eps=eps)
+
+
+@register_loss("ciou", task="detection", target="boxes")
+class CIoULoss(_BoxIoULoss):
+    """Complete IoU loss, equal to ``torchvision.ops.complete_box_iou_loss``.
+
+    DIoU plus an aspect-ratio term; boxes of zero height get a finite aspect angle (the height
+    is taken as at least ``eps``), so degenerate boxes give finite gradients.
+
+    Args:
+        reduction: ``"mean"`` (``sum(w*l)/sum(w)`` when weighted), ``"sum"`` or ``"none"``.
+        eps: Small number added to denominators.
+
+    Example:
+        >>> loss = CIoULoss()
+        >>> loss(torch.tensor([[0.0, 0.0, 4.0, 2.0]]), torch.tensor([[0.0, 0.0, 2.0, 2.0]])).item()
+        0.5882...
+    """
+
+    kind = "ciou"
+
+    def __init__(self, *, reduction: Reduction = "mean", eps: PositiveFloat = 1e-7) -> None:
+        super().__init__(reduction=reduction, eps=eps)
+
+
+@register_loss("centerness", task="detection", target="dense")
+class CenternessLoss(nn.Module):
+    """Binary cross entropy between centerness logits and centerness targets in [0, 1].
+
+    Args:
+        reduction: ``"mean"`` over elements, ``"sum"`` or ``"none"``.
+
+    Example:
+        >>> CenternessLoss()(torch.zeros(3), torch.tensor([0.0, 0.5, 1.0])).item()  # log 2
+        0.6931...
+    """
+
+    def __init__(self, *, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.reduction: Reduction = reduction
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of centerness ``logits`` against ``target`` of the same shape."""
+        LF.check_inputs(
+            logits,
+            target,
+            kind="dense",
+            class_dim=None,
+            target_range=(0.0, 1.0),
+            name="centerness",
+        )
+        return LF.binary_cross_entropy_with_logits(logits, target, reduction=self.reduction)
+
+
+def _component(value: str | nn.Module, argument: str) -> nn.Module:
+    """A module as given, or the registered loss ``value`` built with ``reduction="sum"``."""
+    if isinstance(value, nn.Module):
+        return value
+    from autotimm.losses._schema import ArgumentProblem, LossConfigError
+    from autotimm.losses.registry import get_loss_registry
+
+    registry = get_loss_registry()
+    try:
+        entry = registry.get_entry(value)
+        if issubclass(entry.loss_class, FCOSLoss):
+            raise ValueError(f"{value!r} is the FCOS criterion itself")
+        return entry.build(reduction="sum")
+    except ValueError as error:  # unknown name, its arguments, or the recursion above
+        problem = ArgumentProblem(
+            argument,
+            f"cannot use loss {value!r} as a component with reduction='sum': "
+            + str(error).splitlines()[0],
+            expected="a registered loss name or an nn.Module",
+            given=value,
+        )
+        raise LossConfigError("fcos", [problem]) from error
+
+
+def _summed(value: Tensor) -> Tensor:
+    return value if value.ndim == 0 else value.sum()
+
+
+@register_loss("fcos", task="detection", target="structured")
+class FCOSLoss(nn.Module):
+    """The FCOS criterion over all locations of a batch.
+
+    ``cls_weight * cls_loss(sum) / n + reg_weight * reg_loss(foreground, sum) / n +
+    centerness_weight * BCE(foreground centerness, sum) / n`` with ``n = max(1, #foreground)``.
+    The classification loss is called with the logits and one-hot float targets of the
+    non-ignored locations (background rows are all zero); the box loss with the foreground
+    boxes. After each call ``last_components`` holds the detached ``"cls"``, ``"reg"`` and
+    ``"centerness"`` terms (before weighting) for logging.
+
+    Args:
+        num_classes: If given, the classification logits must have this many classes.
+        cls_loss: Classification loss: a registered name (built with ``reduction="sum"``) or
+            a module returning a summed loss for ``(logits [M, C], one-hot targets [M, C])``.
+        reg_loss: Box loss: a registered name (built with ``reduction="sum"``) or a module
+            returning a summed loss for ``(pred boxes [F, 4], target boxes [F, 4])``.
+        cls_weight: Weight of the classification term.
+        reg_weight: Weight of the box regression term.
+        centerness_weight: Weight of the centerness term.
+        reduction: ``"mean"`` divides each term by ``n`` (the FCOS normalisation), ``"sum"``
+            does not, ``"none"`` returns the three weighted, normalised terms as a ``[3]``
+            tensor.
+
+    Example:
+        >>> loss = FCOSLoss(num_classes=2)
+        >>> boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+        >>> total = loss(torch.zeros(2, 2), boxes, torch.zeros(2), torch.tensor([1, 2]),
+        ...              boxes, torch.tensor([1.0, 0.0]))
+        >>> sorted(loss.last_components)
+        ['centerness', 'cls', 'reg']
+    """
+
+    last_components: dict[str, Tensor]
+
+    def __init__(
+        self,
+        *,
+        num_classes: NumClasses | None = None,
+        cls_loss: str | nn.Module = "focal",
+        reg_loss: str | nn.Module = "giou",
+        cls_weight: NonNegative = 1.0,
+        reg_weight: NonNegative = 1.0,
+        centerness_weight: NonNegative = 1.0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.cls_loss = _component(cls_loss, "cls_loss")
+        self.reg_loss = _component(reg_loss, "reg_loss")
+        self.cls_weight = cls_weight
+        self.reg_weight = reg_weight
+        self.centerness_weight = centerness_weight
+        self.reduction: Reduction = reduction
+        self.last_components = {}
+
+    def forward(
+        self,
+        cls_logits: Tensor,
+        box_pred: Tensor,
+        centerness_logits: Tensor,
+        cls_targets: Tensor,
+        box_targets: Tensor,
+        centerness_targets: Tensor,
+    ) -> Tensor:
+        """The weighted FCOS loss over ``N`` locations.
+
+        Args:
+            cls_logits: ``[N, C]`` classification logits.
+            box_pred: ``[N, 4]`` predicted boxes.
+            centerness_logits: ``[N]`` centerness logits.
+            cls_targets: ``[N]`` labels: ``0 .. C-1`` foreground, ``C`` background, -1 ignored.
+            box_targets: ``[N, 4]`` target boxes (used at foreground locations).
+            centerness_targets: ``[N]`` centerness targets in [0, 1] (used at foreground).
+        """
+        LF.check_inputs(
+            cls_logits,
+            cls_targets,
+            num_classes=self.num_classes,
+            class_dim=-1,
+            ignore_index=-1,
+            extra_labels=1,
+            name="fcos",
+        )
+        LF.check_inputs(box_pred, box_targets, kind="boxes", class_dim=None, name="fcos")
+        LF.check_inputs(
+            centerness_logits, centerness_targets, kind="dense", class_dim=None, name="fcos"
+        )
+        if not torch.compiler.is_compiling() and box_pred.shape[:-1] != cls_targets.shape:
+            raise ValueError(
+                f"fcos: {tuple(box_pred.shape)} boxes for {tuple(cls_targets.shape)} locations"
+            )
+        classes = cls_logits.shape[-1]
+        valid = cls_targets >= 0
+        foreground = valid & (cls_targets < classes)
+        n = foreground.sum().clamp_min(1).to(torch.float32)
+        one_hot = (
+            cls_targets.unsqueeze(-1) == torch.arange(classes, device=cls_targets.device)
+        ).to(torch.float32)
+        if torch.compiler.is_compiling() or bool(valid.all()):
+            cls_term = _summed(self.cls_loss(cls_logits, one_hot))
+        else:
+            cls_term = _summed(self.cls_loss(cls_logits[valid], one_hot[valid]))
+        reg_term = _summed(self.reg_loss(box_pred[foreground], box_targets[foreground]))
+        centerness_term = LF.binary_cross_entropy_with_logits(
+            centerness_logits[foreground], centerness_targets[foreground], reduction="sum"
+        )
+        terms = torch.stack([cls_term.float(), reg_term.float(), centerness_term])
+        if self.reduction != "sum":
+            terms = terms / n
+        self.last_components = dict(
+            zip(("cls", "reg", "centerness"), terms.detach().unbind(), strict=True)
+        )
+        weights = torch.tensor(
+            [self.cls_weight, self.reg_weight, self.centerness_weight],
+            dtype=terms.dtype,
+            device=terms.device,
+        )
+        weighted = terms * weights
+        return weighted if self.reduction == "none" else weighted.sum()
