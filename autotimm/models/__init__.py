@@ -1,0 +1,18 @@
+"""The autotimm models: LightningModules on timm backbones with registry losses.
+
+- :class:`ImageClassifier`: ``[B, num_classes]`` logits.
+- :class:`SemanticSegmentor`: DeepLabV3+; ``[B, num_classes, H, W]`` logits.
+- :class:`ObjectDetector`: FCOS; ``predict`` gives boxes, scores and labels.
+- :class:`InstanceSegmentor`: FCOS + RoI mask head; ``predict`` adds masks.
+
+Every loss argument (``loss_fn``, ``cls_loss_fn``, ``reg_loss_fn``, ``mask_loss_fn``) takes a
+registry name or alias, a :class:`~autotimm.losses.LossSpec` or an ``nn.Module`` and goes
+through :func:`autotimm.losses.resolve.resolve_loss`; checkpoints store losses as plain specs.
+"""
+
+from autotimm.models.classifier import ImageClassifier
+from autotimm.models.detector import ObjectDetector
+from autotimm.models.instance_segmentor import InstanceSegmentor
+from autotimm.models.segmentor import SemanticSegmentor
+
+__all__ = ["ImageClassifier", "InstanceSegmentor", "ObjectDetector", "SemanticSegmentor"]
