@@ -96,9 +96,15 @@ class BaseImageDataModule(LightningDataModule):
                 self.test_dataset = self.val_dataset
 
     def train_dataloader(self) -> DataLoader[Any]:
+        """Shuffled loader over the train split (after ``setup("fit")``).
+
+        Example:
+            >>> batch = next(iter(dm.train_dataloader()))  # doctest: +SKIP
+        """
         return self._loader(self._require(self.train_dataset, "train"), shuffle=True)
 
     def val_dataloader(self) -> DataLoader[Any]:
+        """Loader over the val split, in file order (after ``setup("fit")``/``"validate"``)."""
         return self._loader(self._require(self.val_dataset, "val"), shuffle=False)
 
     def test_dataloader(self) -> DataLoader[Any]:
@@ -108,6 +114,7 @@ class BaseImageDataModule(LightningDataModule):
         return self._loader(self._require(self.test_dataset, "test"), shuffle=False)
 
     def predict_dataloader(self) -> DataLoader[Any]:
+        """Same as :meth:`test_dataloader`."""
         return self.test_dataloader()
 
     # -- helpers ------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ class ClassificationDataset(Dataset[dict[str, torch.Tensor]]):
     """``(path, label)`` samples -> ``{"image": float [3, H, W], "label": long []}``.
 
     Example:
-        >>> ds = ClassificationDataset([(Path("a.png"), 0)], ClassificationTransform(32, train=False))
+        >>> tf = ClassificationTransform(32, train=False)
+        >>> ds = ClassificationDataset([(Path("a.png"), 0)], tf)
         >>> len(ds)
         1
     """
@@ -92,12 +93,13 @@ class ImageDataModule(BaseImageDataModule):
     PIL at ``setup()`` (disable with ``verify_images=False`` for very large datasets).
 
     Example:
+        >>> import tempfile
         >>> from autotimm.data.synthetic import make_classification_dataset
-        >>> root = make_classification_dataset("/tmp/shapes_cls", num_classes=3)  # doctest: +SKIP
-        >>> dm = ImageDataModule(root, image_size=32, batch_size=4, num_workers=0)  # doctest: +SKIP
-        >>> dm.setup("fit"); dm.num_classes  # doctest: +SKIP
+        >>> root = make_classification_dataset(tempfile.mkdtemp(), num_classes=3)
+        >>> dm = ImageDataModule(root, image_size=32, batch_size=4, num_workers=0)
+        >>> dm.setup("fit"); dm.num_classes
         3
-        >>> next(iter(dm.train_dataloader()))["image"].shape  # doctest: +SKIP
+        >>> next(iter(dm.train_dataloader()))["image"].shape
         torch.Size([4, 3, 32, 32])
     """
 

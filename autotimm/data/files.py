@@ -138,7 +138,7 @@ def load_mask(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             mode = image.mode
-            array = np.asarray(image) if mode in MASK_MODES else None
+            array = np.array(image) if mode in MASK_MODES else None
     except Exception as exc:
         raise ValueError(f"failed to decode mask file {path}: {exc}") from exc
     if array is None:

@@ -54,7 +54,9 @@ def pair_images_and_masks(split_dir: Path) -> list[tuple[Path, Path]]:
     images: dict[str, Path] = {}
     for path in list_images(images_dir):
         if path.stem in images:
-            raise ValueError(f"two images share the stem {path.stem!r}: {images[path.stem]}, {path}")
+            raise ValueError(
+                f"two images share the stem {path.stem!r}: {images[path.stem]}, {path}"
+            )
         images[path.stem] = path
     masks: dict[str, Path] = {}
     for path in list_images(masks_dir):
@@ -141,11 +143,12 @@ class SegmentationDataModule(BaseImageDataModule):
         ignore_index: label value of unlabelled pixels (exposed for the loss/metrics).
 
     Example:
+        >>> import tempfile
         >>> from autotimm.data.synthetic import make_segmentation_dataset
-        >>> root = make_segmentation_dataset("/tmp/shapes_seg", num_classes=3)  # doctest: +SKIP
+        >>> root = make_segmentation_dataset(tempfile.mkdtemp(), num_classes=3)
         >>> dm = SegmentationDataModule(root, image_size=32, batch_size=2, num_workers=0)
-        >>> dm.setup("fit")  # doctest: +SKIP
-        >>> next(iter(dm.train_dataloader()))["mask"].shape  # doctest: +SKIP
+        >>> dm.setup("fit")
+        >>> next(iter(dm.train_dataloader()))["mask"].shape
         torch.Size([2, 32, 32])
     """
 

@@ -41,12 +41,9 @@ def resolve_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
         >>> resolve_image_size(224), resolve_image_size((480, 640))
         ((224, 224), (480, 640))
     """
-    if isinstance(image_size, int):
-        size = (image_size, image_size)
-    else:
-        size = tuple(int(s) for s in image_size)
-        if len(size) != 2:
-            raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
+    size = [image_size] * 2 if isinstance(image_size, int) else [int(s) for s in image_size]
+    if len(size) != 2:
+        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
     if min(size) <= 0:
         raise ValueError(f"image_size must be positive, got {image_size!r}")
     return size[0], size[1]
@@ -249,7 +246,7 @@ class DetectionTransform:
             raise ValueError(f"got {boxes.shape[0]} boxes but {labels.shape[0]} labels")
         sample: dict[str, Any] = {
             "image": image,
-            "boxes": tv_tensors.BoundingBoxes(
+            "boxes": tv_tensors.BoundingBoxes(  # pyright: ignore[reportCallIssue]
                 boxes, format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(height, width)
             ),
             "labels": labels,
