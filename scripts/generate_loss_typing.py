@@ -32,12 +32,13 @@ checked path: the constructor call is checked against the real signature.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal
+
+from typing_extensions import overload
 
 from torch import nn
 
 if TYPE_CHECKING:
-    from autotimm.losses.registry import LossEntry
 '''
 
 
@@ -48,15 +49,15 @@ def render() -> str:
 
     entries = [e for e in get_loss_registry() if e.loss_class.__module__.startswith("autotimm.")]
     names = sorted((n, e) for e in entries for n in (e.name, *e.aliases))
-    imports: dict[str, set[str]] = {}
+    imports: dict[str, set[str]] = {"autotimm.losses.registry": {"LossEntry"}}
     for entry in entries:
         imports.setdefault(entry.loss_class.__module__, set()).add(entry.loss_class.__qualname__)
-    lines = [HEADER]
+    lines = [HEADER.rstrip("\n")]
     for module in sorted(imports):
         lines.append(f"    from {module} import (")
-        lines += [f"        {name}," for name in sorted(imports[module])]
+        lines += [f"        {name}," for name in sorted(imports[module], key=str.lower)]
         lines.append("    )")
-    lines += ["", "__all__ = [\"BuiltinLossName\", \"TypedLookups\"]", ""]
+    lines += ["", '__all__ = ["BuiltinLossName", "TypedLookups"]', ""]
     lines.append("BuiltinLossName = Literal[")
     lines += [f'    "{name}",' for name, _ in names]
     lines += ["]", '"""Every built-in loss name and alias."""', "", ""]
@@ -70,10 +71,7 @@ def render() -> str:
     ]
     for name, entry in names:
         cls = entry.loss_class.__qualname__
-        lines += [
-            "    @overload",
-            f'    def get_loss(self, name: Literal["{name}"], /, **kwargs: Any) -> {cls}: ...',
-        ]
+        lines += ["    @overload", *_stub("get_loss", f'Literal["{name}"], /, **kwargs: Any', cls)]
     lines += [
         "    @overload",
         "    def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...",
@@ -100,7 +98,7 @@ def render() -> str:
         cls = entry.loss_class.__qualname__
         lines += [
             "    @overload",
-            f'    def get_loss_class(self, name: Literal["{name}"], /) -> type[{cls}]: ...',
+            *_stub("get_loss_class", f'Literal["{name}"], /', f"type[{cls}]"),
         ]
     lines += [
         "    @overload",
@@ -117,6 +115,18 @@ def render() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _stub(method: str, parameters: str, returns: str) -> list[str]:
+    """One overload stub, wrapped the way ``ruff format`` wraps it when it is too long."""
+    line = f"    def {method}(self, name: {parameters}) -> {returns}: ..."
+    if len(line) <= 100:
+        return [line]
+    return [
+        f"    def {method}(",
+        f"        self, name: {parameters}",
+        f"    ) -> {returns}: ...",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,7 +97,7 @@ def test_decorator_rejects_non_modules_and_bare_use(registry: LossRegistry) -> N
     with pytest.raises(TypeError, match=r"subclass of torch\.nn\.Module"):
         register_loss(task="detection")(int)  # type: ignore[type-var]
     with pytest.raises(TypeError, match="register_loss needs arguments"):
-        register_loss(ScaledLoss)  # type: ignore[arg-type]
+        register_loss(ScaledLoss, task="detection")  # type: ignore[arg-type]
 
 
 def test_decorator_validates_task_and_accepts_tuples(registry: LossRegistry) -> None:

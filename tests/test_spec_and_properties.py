@@ -84,7 +84,7 @@ good_params: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "cross_entropy": st.fixed_dictionaries(
         {},
         optional={
-            "weight": st.lists(st.floats(0.1, 5, width=32), min_size=3, max_size=3),
+            "weight": st.lists(st.floats(0.125, 5, width=32), min_size=3, max_size=3),
             "label_smoothing": st.floats(0, 1),
             "ignore_index": st.integers(-100, 255),
         },

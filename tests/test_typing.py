@@ -10,6 +10,7 @@ import importlib.util
 import inspect
 import json
 import os
+import pydoc
 import re
 import shutil
 import subprocess
@@ -19,14 +20,16 @@ from pathlib import Path
 
 import pytest
 from torch import nn
+from typing_extensions import get_overloads
 
-from autotimm.losses import get_loss_registry
+from autotimm.losses import LossEntry, get_loss_registry
+from autotimm.losses._schema import constructor_of
 from autotimm.losses._typed_lookups import BuiltinLossName, TypedLookups
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLE = textwrap.dedent(
-    '''
+    """
     from typing import Any
 
     from torch import nn
@@ -66,7 +69,7 @@ SAMPLE = textwrap.dedent(
 
     reveal_type(MyLoss(k=2))  # T MyLoss
     MyLoss(k="a")  # E
-    '''
+    """
 )
 
 
@@ -84,7 +87,9 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("user_code")
     (folder / "user_code.py").write_text(SAMPLE)
     (folder / "pyrightconfig.json").write_text(
-        json.dumps({"extraPaths": [str(ROOT)], "typeCheckingMode": "basic", "pythonVersion": "3.11"})
+        json.dumps(
+            {"extraPaths": [str(ROOT)], "typeCheckingMode": "basic", "pythonVersion": "3.11"}
+        )
     )
     return folder
 
@@ -98,7 +103,10 @@ def _short(type_text: str) -> str:
 def test_pyright_sees_the_types_and_flags_each_bad_line(sample: Path) -> None:
     result = subprocess.run(
         ["pyright", "--outputjson", "user_code.py"],
-        cwd=sample, capture_output=True, text=True, timeout=600,
+        cwd=sample,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     report = json.loads(result.stdout)
     revealed: dict[int, str] = {}
@@ -116,9 +124,22 @@ def test_pyright_sees_the_types_and_flags_each_bad_line(sample: Path) -> None:
 def test_mypy_sees_the_types_and_flags_each_bad_line(sample: Path) -> None:
     env = dict(os.environ, MYPYPATH=str(ROOT))
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental", "--python-version", "3.11",
-         "--follow-imports", "silent", "user_code.py"],
-        cwd=sample, capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-incremental",
+            "--python-version",
+            "3.11",
+            "--follow-imports",
+            "silent",
+            "user_code.py",
+        ],
+        cwd=sample,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     revealed: dict[int, str] = {}
     errors: dict[int, str] = {}
@@ -148,29 +169,71 @@ def test_generated_lookups_are_up_to_date() -> None:
 
 
 def test_generated_overloads_match_the_runtime_registry() -> None:
-    registry = get_loss_registry()
-    source = inspect.getsource(TypedLookups)
-    overloads = dict(
-        re.findall(r'def get_loss_class\(self, name: Literal\["(\w+)"\], /\) -> type\[(\w+)\]', source)
-    )
+    """Every built-in name and alias has overloads naming its real class, and nothing else."""
     builtin = {
         name: entry.loss_class.__qualname__
-        for entry in registry
+        for entry in get_loss_registry()
         if entry.loss_class.__module__.startswith("autotimm.")
         for name in (entry.name, *entry.aliases)
     }
-    assert overloads == builtin
+    for method, wrap in (("get_loss", "{}"), ("get_loss_class", "type[{}]")):
+        found = {}
+        for stub in get_overloads(getattr(TypedLookups, method)):
+            literal = re.fullmatch(r"Literal\[['\"](\w+)['\"]\]", stub.__annotations__["name"])
+            if literal:  # the final overload takes any ``str``
+                found[literal.group(1)] = stub.__annotations__["return"]
+        assert found == {name: wrap.format(cls) for name, cls in builtin.items()}, method
     assert set(BuiltinLossName.__args__) == set(builtin)
-    for name, class_name in overloads.items():
-        cls = registry.get_loss_class(name)
+    for name, class_name in builtin.items():
+        cls = get_loss_registry().get_loss_class(name)
         assert cls.__qualname__ == class_name and issubclass(cls, nn.Module)
-        # the constructor a type checker reads is the runtime one (the registry's recording
-        # wrapper keeps the signature)
-        assert inspect.signature(cls) == inspect.signature(cls.__init__.__wrapped__, follow_wrapped=False).replace(
-            parameters=list(inspect.signature(cls.__init__.__wrapped__).parameters.values())[1:]
-        )
+        # what a type checker reads (the class's own __init__) is what runs: the registry's
+        # argument-recording wrapper keeps the signature
+        own = inspect.signature(constructor_of(cls))
+        assert inspect.signature(cls) == own.replace(parameters=list(own.parameters.values())[1:])
 
 
 def test_package_ships_py_typed() -> None:
     assert (ROOT / "autotimm" / "py.typed").exists()
     assert "py.typed" in (ROOT / "pyproject.toml").read_text()
+
+
+# ------------------------------------------------------------------ runtime introspection
+def _builtin_entries() -> list[LossEntry]:
+    return [e for e in get_loss_registry() if e.loss_class.__module__.startswith("autotimm.")]
+
+
+def test_every_builtin_documents_every_parameter_and_shows_its_real_signature() -> None:
+    for entry in _builtin_entries():
+        undocumented = [p.name for p in entry.parameters if not p.description]
+        assert not undocumented, f"{entry.name}: document {undocumented} in the docstring's Args"
+        signature = inspect.signature(entry.loss_class)
+        assert list(signature.parameters) == [p.name for p in entry.parameters]
+        assert "reduction" in signature.parameters or entry.name == "fcos", entry.name
+        rendered = pydoc.render_doc(entry.loss_class, renderer=pydoc.plaintext)
+        assert all(f"{name}" in rendered for name in signature.parameters), entry.name
+
+
+def test_every_json_schema_is_valid_and_states_defaults_enums_and_bounds() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    for entry in _builtin_entries():
+        schema = entry.schema.model_json_schema()
+        jsonschema.Draft202012Validator.check_schema(schema)
+        properties = schema["properties"]
+        for p in entry.parameters:
+            prop = properties[p.name]
+            if not p.required:
+                assert "default" in prop or p.default is None, (entry.name, p.name)
+        if "reduction" in properties:
+            assert properties["reduction"]["enum"] == ["mean", "sum", "none"], entry.name
+        # defaults validate against their own schema
+        defaults = {k: v["default"] for k, v in properties.items() if "default" in v}
+        jsonschema.validate(defaults, schema)
+    focal = get_loss_registry().get_schema("focal").model_json_schema()
+    assert focal["properties"]["gamma"]["minimum"] == 0
+    dice = get_loss_registry().get_schema("dice").model_json_schema()
+    assert dice["properties"]["smooth"]["minimum"] == 0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"gamma": -1}, focal)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"reduction": "avg"}, focal)
