@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from typing_extensions import overload
-
 from torch import nn
+from typing_extensions import overload
 
 if TYPE_CHECKING:
     from autotimm.losses.classification import (
