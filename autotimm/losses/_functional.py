@@ -494,23 +494,30 @@ def box_iou_loss(
     g = target.to(p.dtype)
     x1, y1, x2, y2 = p.unbind(-1)
     gx1, gy1, gx2, gy2 = g.unbind(-1)
-    inter_w = (torch.minimum(x2, gx2) - torch.maximum(x1, gx1)).clamp_min(0)
-    inter_h = (torch.minimum(y2, gy2) - torch.maximum(y1, gy1)).clamp_min(0)
-    inter = inter_w * inter_h
-    w, h, gw, gh = x2 - x1, y2 - y1, gx2 - gx1, gy2 - gy1
-    union = w * h + gw * gh - inter
-    iou = inter / (union + eps)
+    # relu (not clamp) saves its output, which the product below saves anyway: fewer tensors
+    # kept for backward; and like torchvision's mask it passes no gradient at exactly 0.
+    inter = F.relu(torch.minimum(x2, gx2) - torch.maximum(x1, gx1)) * F.relu(
+        torch.minimum(y2, gy2) - torch.maximum(y1, gy1)
+    )
+    w, h = x2 - x1, y2 - y1
+    union = w * h + (gx2 - gx1) * (gy2 - gy1) - inter + eps  # with eps
+    iou = inter / union
     enclosing_w = torch.maximum(x2, gx2) - torch.minimum(x1, gx1)
     enclosing_h = torch.maximum(y2, gy2) - torch.minimum(y1, gy1)
     if kind == "giou":
-        area = enclosing_w * enclosing_h
-        return 1 - iou + (area - union) / (area + eps)
+        # 1 - iou + (area - union) / (area + eps), written so that autograd keeps one tensor less
+        area = enclosing_w * enclosing_h + eps
+        return 2 - iou - union / area
     diagonal = enclosing_w.square() + enclosing_h.square() + eps
     centers = ((x1 + x2 - gx1 - gx2) / 2).square() + ((y1 + y2 - gy1 - gy2) / 2).square()
     loss = 1 - iou + centers / diagonal
     if kind == "diou":
         return loss
-    aspect = torch.atan(gw / _away_from_zero(gh, eps)) - torch.atan(w / _away_from_zero(h, eps))
+    gw, gh = gx2 - gx1, gy2 - gy1
+    with torch.no_grad():
+        target_angle = torch.atan(gw / _away_from_zero(gh, eps))
+    angle: Tensor = _AspectAngle.apply(w, h, eps)
+    aspect = target_angle - angle
     v = (4 / math.pi**2) * aspect.square()
     with torch.no_grad():
         trade_off = v / (1 - iou + v + eps)
@@ -518,7 +525,32 @@ def box_iou_loss(
 
 
 def _away_from_zero(x: Tensor, eps: float) -> Tensor:
+    """``x`` with entries of magnitude below ``eps`` replaced by ``eps``."""
     return torch.where(x.abs() < eps, torch.full_like(x, eps), x)
+
+
+class _AspectAngle(torch.autograd.Function):
+    """``atan(w / h)`` with ``|h| < eps`` taken as ``eps`` (no gradient to such ``h``).
+
+    Saves only ``w`` and ``h``, which the box loss keeps alive anyway, instead of autograd's
+    ratio and clamped height; the backward recomputes ``h / (w^2 + h^2)`` and ``-w / (...)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, h: Tensor, eps: float) -> Tensor:
+        ctx.eps = eps
+        ctx.save_for_backward(w, h)
+        return torch.atan(w / _away_from_zero(h, eps))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        w, h = ctx.saved_tensors
+        replaced = h.abs() < ctx.eps
+        safe_h = torch.where(replaced, torch.full_like(h, ctx.eps), h)
+        scale = grad / (w.square() + safe_h.square())
+        grad_h = torch.where(replaced, torch.zeros_like(h), -w * scale)
+        return safe_h * scale, grad_h, None
 
 
 # --------------------------------------------------------------------------- segmentation
@@ -539,6 +571,48 @@ def _flatten_segmentation(
     return x, t, valid.to(x.dtype)
 
 
+class _SoftmaxCounts(torch.autograd.Function):
+    """``(sum_n p g, sum_n p)`` per (sample, class) for ``p = softmax(x, 1)``, ``g`` one-hot.
+
+    Saves only ``p`` (zeroed at ignored pixels) and the target; the backward pass computes the
+    softmax-composed gradient directly, without a one-hot tensor or autograd's zero-filled
+    gather gradient:
+
+        dx = p * (A + [t = c] B - S),  S[b, n] = sum_c p[b, c, n] A[b, c] + p[b, t_n, n] B[b, t_n]
+
+    where ``A`` and ``B`` are the upstream gradients of the two sums.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, t: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor]:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            p = x.softmax(1)
+            if valid is not None:
+                p.mul_(valid.unsqueeze(1))
+            index = t.unsqueeze(1)
+            at_target = p.gather(1, index)  # [B, 1, N]
+            intersection = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
+            intersection.scatter_add_(1, index.squeeze(1), at_target.squeeze(1))
+            predicted = p.sum(-1)
+        ctx.save_for_backward(p, index, at_target)
+        return intersection, predicted
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, grad_intersection: Tensor, grad_predicted: Tensor
+    ) -> tuple[Tensor | None, None, None]:
+        p, index, at_target = ctx.saved_tensors
+        with torch.autocast(device_type=p.device.type, enabled=False):
+            a = grad_predicted.to(p.dtype)  # [B, C]
+            b_at_target = grad_intersection.to(p.dtype).gather(1, index.squeeze(1)).unsqueeze(1)
+            s = torch.bmm(a.unsqueeze(1), p).addcmul_(at_target, b_at_target)  # [B, 1, N]
+            grad = torch.sub(a.unsqueeze(-1), s)  # [B, C, N]
+            grad.scatter_add_(1, index, b_at_target)
+            grad.mul_(p)
+        return grad, None, None
+
+
 def segmentation_counts(
     logits: Tensor, target: Tensor, *, ignore_index: int = 255
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -546,22 +620,14 @@ def segmentation_counts(
 
     Returns ``(intersection, predicted, target)``: ``sum(p * g)``, ``sum(p)`` and ``sum(g)``
     with ``p = softmax(logits, 1)`` and ``g`` the one-hot target, without building the one-hot
-    tensor (a gather and a scatter-add of ``[B, N]`` values instead).
+    tensor (a gather and a scatter-add of ``[B, N]`` values, and an analytic backward).
     """
     x, t, valid = _flatten_segmentation(logits, target, ignore_index)
     batch, classes = x.shape[0], x.shape[1]
-    p = x.softmax(1)
-    at_target = p.gather(1, t.unsqueeze(1)).squeeze(1)
-    if valid is None:
-        predicted = p.sum(-1)
-        counts = torch.ones_like(at_target)
-    else:
-        predicted = (p * valid.unsqueeze(1)).sum(-1)
-        at_target = at_target * valid
-        counts = valid
-    zeros = torch.zeros(batch, classes, dtype=x.dtype, device=x.device)
-    intersection = zeros.scatter_add(1, t, at_target)
-    target_sum = zeros.scatter_add(1, t, counts)
+    intersection, predicted = _SoftmaxCounts.apply(x, t, valid)
+    counts = torch.ones_like(t, dtype=x.dtype) if valid is None else valid
+    target_sum = torch.zeros(batch, classes, dtype=x.dtype, device=x.device)
+    target_sum = target_sum.scatter_add(1, t, counts)
     return intersection, predicted, target_sum
 
 
@@ -634,31 +700,36 @@ def lovasz_softmax_loss(
     All classes are handled at once: errors ``[B', C, N]`` are sorted along the pixels.
     """
     x, t, valid = _flatten_segmentation(logits, target, ignore_index)
-    batch, classes = x.shape[0], x.shape[1]
+    classes = x.shape[1]
     p = x.softmax(1)
-    labels = torch.arange(classes, device=x.device).view(1, classes, 1)
-    fg = (t.unsqueeze(1) == labels).to(x.dtype)
+    fg = t.unsqueeze(1) == torch.arange(classes, device=x.device).view(1, classes, 1)
     if valid is not None:
-        fg = fg * valid.unsqueeze(1)
-    errors = (fg - p).abs()
-    if valid is not None:
-        errors = errors * valid.unsqueeze(1)  # ignored pixels sort last and contribute nothing
+        fg &= valid.unsqueeze(1).bool()
+    # |fg - p| without keeping a float copy for backward; ignored pixels get error 0, so they
+    # sort last and contribute nothing
+    errors = torch.where(fg, 1 - p, p if valid is None else p * valid.unsqueeze(1))
     if not per_image:
         errors = errors.transpose(0, 1).reshape(1, classes, -1)
         fg = fg.transpose(0, 1).reshape(1, classes, -1)
     errors_sorted, order = errors.sort(dim=-1, descending=True)
-    fg_sorted = fg.gather(-1, order)
-    total = fg_sorted.sum(-1, keepdim=True)
-    intersection = total - fg_sorted.cumsum(-1)
-    union = total + (1 - fg_sorted).cumsum(-1)
-    jaccard = 1 - intersection / union
-    weights = torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
+    del errors
+    with torch.no_grad():  # the Lovász weights: increments of the Jaccard loss along the order
+        fg_sorted = fg.gather(-1, order).to(x.dtype)
+        del fg, order
+        seen_fg = fg_sorted.cumsum(-1)
+        total = seen_fg[..., -1:].clone()
+        position = torch.arange(1, fg_sorted.shape[-1] + 1, dtype=x.dtype, device=x.device)
+        # jaccard = 1 - (total - seen_fg) / (total + seen - seen_fg), seen = position
+        union = torch.sub(position, seen_fg).add_(total)
+        jaccard = seen_fg.sub_(total).div_(union).add_(1)  # 1 - (total - seen_fg) / union
+        del union, fg_sorted
+        weights = torch.diff(jaccard, dim=-1, prepend=torch.zeros_like(jaccard[..., :1]))
+        del jaccard
     per_class = (errors_sorted * weights).sum(-1)  # [B', C]
     present = (total.squeeze(-1) > 0).to(x.dtype)
     per_item = (per_class * present).sum(-1) / present.sum(-1).clamp_min(1)  # [B']
     if not per_image:
         return per_item.reshape(())
-    del batch
     return reduce_loss(per_item, reduction)
 
 
