@@ -255,7 +255,7 @@ def build_param_model(loss_class: type) -> type[BaseModel]:
     ...     def __init__(self, scale: float = 1.0) -> None:
     ...         super().__init__()
     >>> build_param_model(Scaled).model_validate({"scale": 2}).scale
-    2
+    2.0
     """
     parameters, hints, docs = _constructor_parameters(loss_class)
     extra: Literal["allow", "forbid"] = "forbid"
