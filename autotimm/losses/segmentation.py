@@ -99,7 +99,8 @@ class TverskyLoss(nn.Module):
     """Tversky loss per (sample, class), MONAI's convention (``alpha`` weights false positives).
 
     ``1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth)`` on softmax probabilities,
-    averaged over samples and classes; ``alpha = beta = 0.5`` is the dice loss.
+    averaged over samples and classes; ``alpha = beta = 0.5`` is the dice loss (whose
+    ``smooth`` is twice this one's).
 
     Args:
         num_classes: If given, the logits must have this many classes.
