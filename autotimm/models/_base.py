@@ -34,6 +34,7 @@ __all__ = [
     "create_backbone",
     "images_of",
     "plain_hparam",
+    "warn_unused",
 ]
 
 SchedulerName = Literal["cosine", "none"]
@@ -133,6 +134,18 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return bool(result and result[0])
 
 
+def _offline_requested() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) set now or when the hub was imported."""
+    flags = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    if any(f is not None and f.strip().lower() in ("1", "true", "yes", "on") for f in flags):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 @contextmanager
 def _offline_hub(offline: bool) -> Iterator[None]:
     """Put ``huggingface_hub`` in offline mode (cache only, no retries) for the duration."""
@@ -178,9 +191,7 @@ def create_backbone(backbone: str, *, pretrained: bool, **kwargs: Any) -> nn.Mod
     _check_backbone_name(backbone)
     if not pretrained:
         return timm.create_model(backbone, pretrained=False, **kwargs)
-    from huggingface_hub import constants
-
-    offline = bool(constants.HF_HUB_OFFLINE) or not _hub_reachable()
+    offline = _offline_requested() or not _hub_reachable()
     try:
         with _offline_hub(offline):
             return timm.create_model(backbone, pretrained=True, **kwargs)
@@ -243,6 +254,37 @@ def _one_hot(target: Tensor, num_classes: int, class_dim: int, ignore_index: int
     one_hot = F.one_hot(target.clamp(0, num_classes - 1).long(), num_classes)
     one_hot = one_hot * valid.unsqueeze(-1)
     return one_hot.movedim(-1, class_dim).float()
+
+
+def warn_unused(loss: ResolvedLoss, values: Mapping[str, Any], argument: str = "loss_fn") -> None:
+    """Warn about model arguments given for the loss (e.g. ``class_weights``) that it ignores.
+
+    Context values reach a loss only when its constructor has a parameter of that name; a
+    value the user set explicitly should not vanish silently.
+
+    Example:
+        >>> from autotimm.losses.resolve import resolve_loss
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_unused(resolve_loss("dice"), {"class_weights": [1.0, 2.0]})
+        >>> "class_weights" in str(caught[0].message)
+        True
+    """
+    accepted = {p.name for p in loss.entry.parameters} if loss.entry is not None else set()
+    for name, value in values.items():
+        if value is not None and name not in accepted:
+            what = (
+                f"loss {loss.entry.name!r} has no {name!r} parameter"
+                if loss.entry is not None
+                else f"{argument} is an instance of an unregistered {type(loss.module).__name__}"
+            )
+            warnings.warn(
+                f"{name} was given but {what}, so it is not used. Configure the loss directly "
+                "(e.g. through the loss kwargs) or pick a loss that takes it.",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 # --------------------------------------------------------------------------- hyperparameters

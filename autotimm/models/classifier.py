@@ -19,6 +19,7 @@ from autotimm.models._base import (
     create_backbone,
     images_of,
     plain_hparam,
+    warn_unused,
 )
 
 __all__ = ["ImageClassifier"]
@@ -92,6 +93,7 @@ class ImageClassifier(TaskModel):
                 f"{self.criterion.to_hparam()!r} takes class indices; use a loss with dense "
                 "targets such as 'bce_with_logits'"
             )
+        warn_unused(self.criterion, {"class_weights": weights})
         self.loss = self.criterion.module
         self.backbone = create_backbone(
             backbone, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate

@@ -16,8 +16,9 @@ __all__ = ["ASPP", "DeepLabV3PlusHead", "FCOSHead", "MaskHead", "conv_norm_act"]
 
 
 def _groups(channels: int) -> int:
+    """Up to 32 GroupNorm groups of at least 4 channels (so 1x1 maps, e.g. P7, normalise)."""
     for groups in (32, 16, 8, 4, 2):
-        if channels % groups == 0:
+        if channels % groups == 0 and channels // groups >= 4:
             return groups
     return 1
 

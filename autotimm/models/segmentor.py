@@ -21,6 +21,7 @@ from autotimm.models._base import (
     create_backbone,
     images_of,
     plain_hparam,
+    warn_unused,
 )
 from autotimm.models.heads import DeepLabV3PlusHead
 
@@ -110,6 +111,7 @@ class SemanticSegmentor(TaskModel):
             kwargs=loss_kwargs,
             fallbacks={"class_weights": lambda: torch.ones(num_classes)},
         )
+        warn_unused(self.criterion, {"class_weights": weights})
         self.loss = self.criterion.module
         self.backbone = create_backbone(backbone, pretrained=pretrained, features_only=True)
         info = self.backbone.feature_info

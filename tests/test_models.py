@@ -1,0 +1,545 @@
+"""The four models: shapes, argument errors, loss resolution and adaptation, logging, weights.
+
+Everything here is fast (tiny backbones and inputs, no training loop); training, checkpoints
+and the trainer have their own test modules.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+import autotimm
+from autotimm import ImageClassifier, InstanceSegmentor, ObjectDetector, SemanticSegmentor
+from autotimm.losses import (
+    FocalLoss,
+    LossConfigError,
+    LossSpec,
+    UnknownLossError,
+    get_loss_registry,
+    register_custom_loss,
+)
+from autotimm.losses.resolve import resolve_loss
+from autotimm.models import _base
+from autotimm.models._base import WarmupCosine, adapt_to_loss
+from autotimm.models.detector import assign_fcos_targets
+
+BACKBONE = "resnet10t"
+TINY_DET = {"pretrained": False, "fpn_channels": 32, "head_convs": 1}
+TINY_INST = {**TINY_DET, "mask_channels": 16, "mask_convs": 1}
+
+
+def _tiny(model_cls: type, **kwargs: Any) -> Any:
+    extra = {
+        ImageClassifier: {},
+        SemanticSegmentor: {"decoder_channels": 32},
+        ObjectDetector: TINY_DET,
+        InstanceSegmentor: TINY_INST,
+    }[model_cls]
+    return model_cls(BACKBONE, **{"pretrained": False, **extra, **kwargs})
+
+
+@pytest.fixture
+def logged(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """Capture ``LightningModule.log`` calls of models used outside a Trainer."""
+    values: dict[str, float] = {}
+
+    def log(self: Any, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        values[name] = float(value) if isinstance(value, (torch.Tensor, float, int)) else value
+
+    monkeypatch.setattr("lightning.pytorch.LightningModule.log", log)
+    return values
+
+
+def _det_batch(with_masks: bool = False) -> dict[str, Any]:
+    boxes = [torch.tensor([[4.0, 6.0, 30.0, 28.0], [34.0, 30.0, 60.0, 62.0]]), torch.zeros(0, 4)]
+    batch: dict[str, Any] = {
+        "image": torch.randn(2, 3, 64, 64),
+        "boxes": boxes,
+        "labels": [torch.tensor([0, 1]), torch.zeros(0, dtype=torch.long)],
+    }
+    if with_masks:
+        masks = torch.zeros(2, 64, 64, dtype=torch.uint8)
+        masks[0, 6:28, 4:30] = 1
+        masks[1, 30:62, 34:60] = 1
+        batch["masks"] = [masks, torch.zeros(0, 64, 64, dtype=torch.uint8)]
+    return batch
+
+
+# --------------------------------------------------------------------------- public API, shapes
+def test_everything_is_importable_from_autotimm() -> None:
+    for name in ("ImageClassifier", "SemanticSegmentor", "ObjectDetector", "InstanceSegmentor"):
+        assert getattr(autotimm, name) is getattr(autotimm.models, name)
+    assert autotimm.AutoTrainer.__module__ == "autotimm.trainer"
+    assert sorted(autotimm.models.__all__) == [
+        "ImageClassifier",
+        "InstanceSegmentor",
+        "ObjectDetector",
+        "SemanticSegmentor",
+    ]
+
+
+def test_classifier_outputs_logits() -> None:
+    model = _tiny(ImageClassifier, num_classes=7)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (50, 70)])
+def test_segmentor_outputs_logits_at_input_resolution(size: tuple[int, int]) -> None:
+    model = _tiny(SemanticSegmentor, num_classes=4)
+    assert model(torch.randn(2, 3, *size)).shape == (2, 4, *size)
+    assert model.predict(torch.randn(1, 3, *size)).shape == (1, *size)
+
+
+def test_detector_outputs_five_levels_and_predictions() -> None:
+    model = _tiny(ObjectDetector, num_classes=3)
+    out = model(torch.randn(2, 3, 64, 64))
+    assert [t.shape[1] for t in out["cls_logits"]] == [3] * 5
+    assert [t.shape[-1] for t in out["cls_logits"]] == [8, 4, 2, 1, 1]
+    assert model.strides == [8, 16, 32, 64, 128]
+    predictions = model.predict(torch.randn(2, 3, 64, 64))
+    assert len(predictions) == 2
+    assert set(predictions[0]) == {"boxes", "scores", "labels"}
+    assert predictions[0]["boxes"].shape[1:] == (4,)
+    assert model.training  # predict restores the mode
+
+
+def test_instance_segmentor_predicts_masks_at_input_resolution() -> None:
+    model = _tiny(InstanceSegmentor, num_classes=2, score_thresh=0.0)  # keep detections
+    (prediction,) = model.predict(torch.randn(1, 3, 64, 48))
+    k = prediction["boxes"].shape[0]
+    assert k > 0
+    assert prediction["masks"].shape == (k, 64, 48) and prediction["masks"].dtype == torch.bool
+
+
+# --------------------------------------------------------------------------- argument errors
+@pytest.mark.parametrize(
+    "model_cls", [ImageClassifier, SemanticSegmentor, ObjectDetector, InstanceSegmentor]
+)
+@pytest.mark.parametrize("num_classes", [0, -1, 2.5, "3", True])
+def test_bad_num_classes_names_the_argument(model_cls: type, num_classes: Any) -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        model_cls(BACKBONE, num_classes=num_classes, pretrained=False)
+
+
+@pytest.mark.parametrize("model_cls", [ImageClassifier, SemanticSegmentor, ObjectDetector])
+def test_unknown_backbone_names_the_argument_and_suggests(model_cls: type) -> None:
+    with pytest.raises(ValueError, match=r"backbone 'resnet1B' is not a timm model.*resnet18"):
+        model_cls("resnet1B", num_classes=2, pretrained=False)
+
+
+@pytest.mark.parametrize("model_cls", [ImageClassifier, SemanticSegmentor, ObjectDetector])
+def test_wrong_image_shape_is_a_clear_error(model_cls: type) -> None:
+    model = _tiny(model_cls, num_classes=2)
+    with pytest.raises(ValueError, match=r"images must have shape \[B, 3, H, W\]"):
+        model(torch.randn(3, 32, 32))
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        model(torch.randn(1, 1, 32, 32))
+    with pytest.raises(TypeError, match="floating point"):
+        model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_detector_rejects_labels_out_of_range(logged: dict[str, float]) -> None:
+    model = _tiny(ObjectDetector, num_classes=2)
+    batch = _det_batch()
+    batch["labels"][0] = torch.tensor([0, 2])
+    with pytest.raises(ValueError, match=r"labels'\] must be in \[0, num_classes=2\)"):
+        model.training_step(batch, 0)
+
+
+def test_detector_needs_a_pyramid_backbone() -> None:
+    with pytest.raises(ValueError, match="three feature levels of increasing stride"):
+        ObjectDetector("vit_tiny_patch16_224", num_classes=2, pretrained=False)
+
+
+# --------------------------------------------------------------------------- loss resolution
+@pytest.mark.parametrize(
+    ("model_cls", "kwargs"),
+    [
+        (ImageClassifier, {"loss_kwargs": {"label_smoothing": 2.0}}),
+        (ImageClassifier, {"loss_fn": "nll", "loss_kwargs": {"smoothing": 0.1}}),
+        (SemanticSegmentor, {"loss_fn": "dice", "loss_kwargs": {"smooth": "lots"}}),
+        (ObjectDetector, {"cls_loss_kwargs": {"gamma": -1.0}}),
+        (ObjectDetector, {"reg_loss_kwargs": {"eps": 0.0}}),
+        (InstanceSegmentor, {"mask_loss_kwargs": {"pos_wieght": 2.0}}),
+    ],
+)
+def test_bad_loss_kwargs_fail_at_construction_before_anything_is_built(
+    model_cls: type, kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_backbone(*args: Any, **kw: Any) -> None:
+        raise AssertionError("the backbone was built before the loss arguments were checked")
+
+    monkeypatch.setattr(timm, "create_model", no_backbone)
+    with pytest.raises(LossConfigError):
+        model_cls(BACKBONE, num_classes=3, pretrained=False, **kwargs)
+
+
+def test_unknown_loss_name_fails_at_construction() -> None:
+    with pytest.raises(UnknownLossError, match="Did you mean 'dice'"):
+        SemanticSegmentor(BACKBONE, num_classes=3, loss_fn="dcie", pretrained=False)
+
+
+class CountingLoss(nn.Module):
+    """A custom loss that needs the model's ``num_classes``."""
+
+    def __init__(self, num_classes: int, scale: float = 1.0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.scale = scale
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        assert logits.shape[1] == self.num_classes
+        return self.scale * nn.functional.cross_entropy(logits, target)
+
+
+@pytest.mark.parametrize("model_cls", [ImageClassifier, SemanticSegmentor])
+def test_custom_registered_loss_by_name_gets_num_classes(model_cls: type) -> None:
+    with get_loss_registry().temporary():
+        register_custom_loss("counting", CountingLoss, alias="cnt")
+        model = _tiny(model_cls, num_classes=7, loss_fn="cnt", loss_kwargs={"scale": 0.5})
+        assert isinstance(model.loss, CountingLoss)
+        assert (model.loss.num_classes, model.loss.scale) == (7, 0.5)
+        assert model.hparams["loss_fn"] == {
+            "name": "counting",
+            "params": {"num_classes": 7, "scale": 0.5},
+        }
+
+
+def test_custom_mask_loss_gets_context_only_for_its_parameters() -> None:
+    class SoftMaskLoss(nn.Module):
+        def __init__(self, num_classes: int, smooth: float = 1.0) -> None:
+            super().__init__()
+            self.num_classes, self.smooth = num_classes, smooth
+
+        def forward(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return (probs - target).abs().mean()
+
+    with get_loss_registry().temporary():
+        register_custom_loss(
+            "soft_mask", SoftMaskLoss, task="segmentation", expects="probabilities", target="dense"
+        )
+        model = _tiny(InstanceSegmentor, num_classes=4, mask_loss_fn="soft_mask")
+        assert model.mask_loss.num_classes == 4
+        batch = _det_batch(with_masks=True)
+        loss, _ = model.compute_losses(batch["image"], model._unpack(batch)[1])
+        assert torch.isfinite(loss)
+
+
+def test_explicit_loss_kwargs_win_over_context() -> None:
+    model = _tiny(SemanticSegmentor, num_classes=3, loss_kwargs={"ignore_index": 0})
+    assert model.loss.ignore_index == 0 and model.ignore_index == 255
+
+
+def test_loss_instance_is_used_as_given() -> None:
+    custom = nn.CrossEntropyLoss(label_smoothing=0.1)
+    model = _tiny(ImageClassifier, num_classes=3, loss_fn=custom)
+    assert model.loss is custom
+    with pytest.raises(TypeError, match="already set"):
+        _tiny(ImageClassifier, num_classes=3, loss_fn=custom, loss_kwargs={"x": 1})
+
+
+def test_loss_spec_and_dict_are_accepted() -> None:
+    spec = LossSpec(name="focal_pixelwise", params={"gamma": 1.0})
+    for loss_fn in (spec, spec.model_dump(mode="json")):
+        model = _tiny(SemanticSegmentor, num_classes=3, loss_fn=loss_fn)
+        assert model.loss.gamma == 1.0 and model.loss.num_classes == 3
+
+
+def test_required_class_weights_fall_back_to_uniform_with_a_warning() -> None:
+    class Balanced(nn.Module):
+        def __init__(self, class_weights: torch.Tensor) -> None:
+            super().__init__()
+            self.ce = nn.CrossEntropyLoss(weight=class_weights)
+
+        def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return self.ce(input, target)
+
+    with get_loss_registry().temporary():
+        register_custom_loss("balanced", Balanced)
+        with pytest.warns(UserWarning, match="requires 'class_weights'"):
+            model = _tiny(ImageClassifier, num_classes=4, loss_fn="balanced")
+        assert model.loss.ce.weight.tolist() == [1.0] * 4
+        given = _tiny(ImageClassifier, num_classes=2, loss_fn="balanced", class_weights=[1.0, 3.0])
+        assert given.loss.ce.weight.tolist() == [1.0, 3.0]
+        assert given.hparams["class_weights"] == [1.0, 3.0]  # plain list, not a tensor
+
+
+def test_class_weights_reach_losses_that_take_them_and_warn_otherwise() -> None:
+    weights = torch.tensor([1.0, 2.0, 3.0])
+    model = _tiny(SemanticSegmentor, num_classes=3, class_weights=weights)
+    assert model.loss.class_weights.tolist() == weights.tolist()
+    assert model.hparams["class_weights"] == [1.0, 2.0, 3.0]
+    with pytest.warns(UserWarning, match="class_weights was given but loss 'dice'"):
+        _tiny(SemanticSegmentor, num_classes=3, loss_fn="dice", class_weights=weights)
+    with pytest.raises(ValueError, match="class_weights must have one weight per class"):
+        _tiny(SemanticSegmentor, num_classes=3, class_weights=[1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("loss_type", "name"),
+    [
+        ("combined", "combined_segmentation"),
+        ("ce", "cross_entropy"),
+        ("dice", "dice"),
+        ("focal", "focal_pixelwise"),
+    ],
+)
+def test_deprecated_loss_type_maps_to_registry_losses(loss_type: str, name: str) -> None:
+    with pytest.warns(FutureWarning, match=f"use loss_fn='{name}'"):
+        model = _tiny(SemanticSegmentor, num_classes=3, loss_type=loss_type, dice_weight=1.5)
+    assert model.hparams["loss_fn"]["name"] == name
+    assert model.hparams["loss_type"] is None  # stored as loss_fn; reloading does not warn
+    assert model.loss.ignore_index == 255
+
+
+def test_loss_type_errors() -> None:
+    with pytest.raises(ValueError, match="either loss_fn or the deprecated loss_type"):
+        _tiny(SemanticSegmentor, num_classes=3, loss_fn="dice", loss_type="dice")
+    with pytest.raises(ValueError, match="loss_type must be one of"):
+        _tiny(SemanticSegmentor, num_classes=3, loss_type="lovasz")
+
+
+def test_segmentor_default_loss_and_context() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = _tiny(SemanticSegmentor, num_classes=5, ce_weight=0.5, dice_weight=1.5)
+    assert model.hparams["loss_fn"] == {
+        "name": "combined_segmentation",
+        "params": {"num_classes": 5, "ignore_index": 255, "ce_weight": 0.5, "dice_weight": 1.5},
+    }
+
+
+def test_multi_label_defaults_to_bce_with_logits_and_refuses_class_index_losses(
+    logged: dict[str, float],
+) -> None:
+    model = _tiny(ImageClassifier, num_classes=4, multi_label=True)
+    assert model.hparams["loss_fn"]["name"] == "bce_with_logits"
+    target = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    loss = model.training_step({"image": torch.randn(2, 3, 32, 32), "label": target}, 0)
+    assert torch.isfinite(loss) and "train/acc" in logged
+    with pytest.raises(ValueError, match=r"multi_label=True.*class indices"):
+        _tiny(ImageClassifier, num_classes=4, multi_label=True, loss_fn="cross_entropy")
+
+
+# --------------------------------------------------------------------------- loss adaptation
+def test_adapt_follows_the_registry_entry() -> None:
+    logits = torch.randn(3, 4)
+    labels = torch.tensor([0, 3, 1])
+    one_hot = nn.functional.one_hot(labels, 4).float()
+
+    pred, target = adapt_to_loss(resolve_loss("ce"), logits, labels)
+    assert pred is logits and target is labels
+    pred, target = adapt_to_loss(resolve_loss("bce"), logits, labels)  # probabilities, dense
+    assert torch.allclose(pred, logits.sigmoid()) and torch.equal(target, one_hot)
+    pred, target = adapt_to_loss(resolve_loss("nll"), logits, labels)  # log-probabilities
+    assert torch.allclose(pred, logits.log_softmax(1)) and target is labels
+    pred, target = adapt_to_loss(resolve_loss("mse"), logits, labels)
+    assert torch.allclose(pred, logits.sigmoid()) and torch.equal(target, one_hot)
+    pred, target = adapt_to_loss(resolve_loss("bce_with_logits"), logits, one_hot, multi_label=True)
+    assert pred is logits and torch.equal(target, one_hot)
+
+
+def test_adapt_softmaxes_probability_losses_on_class_indices_and_zeroes_ignored_pixels() -> None:
+    class ProbLoss(nn.Module):
+        def forward(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return probs.mean()
+
+    class DenseLoss(ProbLoss):
+        pass
+
+    logits = torch.randn(2, 3, 4, 4)
+    masks = torch.randint(0, 3, (2, 4, 4))
+    masks[0, 0, 0] = 255
+    with get_loss_registry().temporary():
+        register_custom_loss("probs_idx", ProbLoss, expects="probabilities")
+        register_custom_loss("dense_seg", DenseLoss, target="dense")
+        pred, _ = adapt_to_loss(resolve_loss("probs_idx"), logits, masks, ignore_index=255)
+        assert torch.allclose(pred, logits.softmax(1))
+        pred, target = adapt_to_loss(resolve_loss("dense_seg"), logits, masks, ignore_index=255)
+        assert pred is logits and target.shape == (2, 3, 4, 4)
+        assert target[0, :, 0, 0].tolist() == [0.0, 0.0, 0.0]
+        assert torch.equal(target[1].argmax(0), masks[1])
+
+
+@pytest.mark.parametrize("loss_fn", ["cross_entropy", "nll", "bce", "bce_with_logits", "mse"])
+def test_every_classification_loss_trains_the_classifier(
+    loss_fn: str, logged: dict[str, float]
+) -> None:
+    model = _tiny(ImageClassifier, num_classes=3, loss_fn=loss_fn)
+    loss = model.training_step(
+        {"image": torch.randn(4, 3, 32, 32), "label": torch.tensor([0, 1, 2, 1])}, 0
+    )
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.backbone.get_classifier().weight.grad.abs().sum() > 0
+    assert "train/loss" in logged and "train/acc" in logged
+
+
+@pytest.mark.parametrize(
+    "loss_fn", ["combined_segmentation", "dice", "focal_pixelwise", "tversky", "cross_entropy"]
+)
+def test_segmentation_losses_train_and_log_components(
+    loss_fn: str, logged: dict[str, float]
+) -> None:
+    model = _tiny(SemanticSegmentor, num_classes=3, loss_fn=loss_fn)
+    masks = torch.randint(0, 3, (2, 32, 32))
+    masks[:, :2] = 255
+    loss = model.training_step({"image": torch.randn(2, 3, 32, 32), "mask": masks}, 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert "train/loss" in logged
+    if loss_fn == "combined_segmentation":
+        assert {"train/loss_ce", "train/loss_dice"} <= set(logged)
+    model.validation_step({"image": torch.randn(2, 3, 32, 32), "mask": masks}, 0)
+    assert {"val/loss", "val/miou", "val/pixel_acc"} <= set(logged)
+
+
+def test_detector_logs_fcos_components_and_trains_on_empty_images(logged: dict[str, float]) -> None:
+    model = _tiny(ObjectDetector, num_classes=2)
+    loss = model.training_step(_det_batch(), 0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert {"train/loss", "train/loss_cls", "train/loss_reg", "train/loss_centerness"} <= set(
+        logged
+    )
+    # torchvision-style (images, targets) batches work too
+    batch = _det_batch()
+    targets = [{"boxes": b, "labels": lab} for b, lab in zip(batch["boxes"], batch["labels"])]
+    assert torch.isfinite(model.training_step((batch["image"], targets), 0))
+
+
+def test_instance_segmentor_trains_detection_and_mask_losses(logged: dict[str, float]) -> None:
+    model = _tiny(InstanceSegmentor, num_classes=2)
+    loss = model.training_step(_det_batch(with_masks=True), 0)
+    loss.backward()
+    assert logged["train/loss_mask"] > 0
+    assert {"train/loss_cls", "train/loss_reg", "train/loss_centerness"} <= set(logged)
+    for part in (model.mask_head, model.head, model.fpn):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+    batch = _det_batch(with_masks=True)
+    del batch["masks"]
+    with pytest.raises(ValueError, match="needs 'masks'"):
+        model.training_step(batch, 0)
+
+
+def test_detector_loss_instances_are_rebuilt_to_sum() -> None:
+    focal = FocalLoss(alpha=0.3, gamma=2.5)
+    model = _tiny(ObjectDetector, num_classes=3, cls_loss_fn=focal)
+    assert isinstance(model.loss.cls_loss, FocalLoss)
+    assert (model.loss.cls_loss.alpha, model.loss.cls_loss.gamma) == (0.3, 2.5)
+    assert model.loss.cls_loss.reduction == "sum" and model.loss.reg_loss.reduction == "sum"
+    assert model.hparams["cls_loss_fn"] == {
+        "name": "focal",
+        "params": {"alpha": 0.3, "gamma": 2.5, "reduction": "sum"},
+    }
+    assert model.loss.num_classes == 3 and model.loss.cls_loss.num_classes is None
+
+
+# --------------------------------------------------------------------------- FCOS targets
+def test_fcos_assignment_center_sampling_smallest_box_and_background() -> None:
+    points = torch.tensor([[4.0, 4.0], [12.0, 12.0], [28.0, 28.0], [60.0, 60.0]])
+    strides = torch.full((4,), 8.0)
+    ranges = torch.tensor([[0.0, 64.0]] * 4)
+    boxes = torch.tensor([[0.0, 0.0, 32.0, 32.0], [8.0, 8.0, 16.0, 16.0]])
+    cls, box, ctr = assign_fcos_targets(points, strides, ranges, boxes, torch.tensor([0, 1]), 2)
+    # (4, 4): only the big box, but outside its 1.5-stride centre region -> background
+    # (12, 12): both boxes contain it; the smaller one wins
+    # (28, 28): outside the big box's centre region -> background; (60, 60): no box
+    assert cls.tolist() == [2, 1, 2, 2]
+    assert box[1].tolist() == [8.0, 8.0, 16.0, 16.0] and box[0].tolist() == [0.0] * 4
+    assert ctr[1] == pytest.approx(1.0) and ctr[[0, 2, 3]].tolist() == [0.0, 0.0, 0.0]
+    big_only = assign_fcos_targets(
+        points[1:2], strides[:1], torch.tensor([[0.0, 4.0]]), boxes[:1], torch.tensor([0]), 2
+    )
+    assert big_only[0].tolist() == [2]  # outside the level's size range -> background
+
+
+def test_fcos_assignment_without_boxes_is_all_background() -> None:
+    cls, box, ctr = assign_fcos_targets(
+        torch.zeros(5, 2),
+        torch.full((5,), 8.0),
+        torch.zeros(5, 2),
+        torch.zeros(0, 4),
+        torch.zeros(0, dtype=torch.long),
+        num_classes=3,
+    )
+    assert cls.tolist() == [3] * 5 and box.abs().sum() == 0 and ctr.abs().sum() == 0
+
+
+# --------------------------------------------------------------------------- optimisation
+def test_warmup_cosine_schedule() -> None:
+    f = WarmupCosine(warmup=4, total=20)
+    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(12) == pytest.approx(0.5) and f(20) == pytest.approx(0.0)
+    assert WarmupCosine(0, None)(100) == 1.0
+
+
+def test_weight_decay_skips_biases_and_norms() -> None:
+    model = _tiny(ImageClassifier, num_classes=2, lr=0.01, weight_decay=0.05, scheduler="none")
+    optimizer = model.configure_optimizers()
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        _tiny(ImageClassifier, num_classes=2, lr=0)
+
+
+# --------------------------------------------------------------------------- pretrained weights
+class _Offline(OSError):
+    pass
+
+
+def test_unavailable_pretrained_weights_fail_fast_with_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    seen: dict[str, Any] = {}
+
+    def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        seen["offline"] = constants.HF_HUB_OFFLINE
+        if pretrained:
+            raise LocalEntryNotFoundError("cannot find the requested files in the local cache")
+        raise AssertionError("not reached")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(_base, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(
+        RuntimeError, match=r"Pretrained weights for backbone 'resnet18'.*pretrained=False"
+    ):
+        ImageClassifier("resnet18", num_classes=2)
+    assert seen["offline"] is True  # no network: the hub was asked for cached files only
+    assert constants.HF_HUB_OFFLINE is False  # and restored afterwards
+
+
+def test_hf_hub_offline_skips_the_network_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    def probe(timeout: float = 3.0) -> bool:
+        raise AssertionError("probed the network although HF_HUB_OFFLINE is set")
+
+    def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        raise _Offline("offline")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(_base, "_hub_reachable", probe)
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(RuntimeError, match="could not be fetched"):
+        SemanticSegmentor("resnet18", num_classes=2)
+
+
+def test_other_backbone_errors_are_not_disguised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        raise TypeError("unexpected keyword argument")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        ImageClassifier("resnet18", num_classes=2)
