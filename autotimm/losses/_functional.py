@@ -58,8 +58,28 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------- helpers
+class _Float16ToFloat32(torch.autograd.Function):
+    """Upcast float16 to float32; the gradient is cast back saturating at float16's range.
+
+    A float32 gradient such as ``1e12`` (e.g. BCE on a saturated probability) would otherwise
+    become ``inf`` in float16 and then NaN in the layer that produced the input.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.float()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        limit = torch.finfo(torch.float16).max
+        return grad.clamp(-limit, limit).to(torch.float16)
+
+
 def _f32(x: Tensor) -> Tensor:
     """``x`` as a float tensor, upcasting float16/bfloat16 (and integers/bools) to float32."""
+    if x.dtype == torch.float16 and x.requires_grad and torch.is_grad_enabled():
+        upcast: Tensor = _Float16ToFloat32.apply(x)
+        return upcast
     if x.dtype in _LOW_PRECISION or not x.is_floating_point():
         return x.float()
     return x
