@@ -436,7 +436,9 @@ def test_detector_loss_instances_are_rebuilt_to_sum() -> None:
     assert model.loss.cls_loss.reduction == "sum" and model.loss.reg_loss.reduction == "sum"
     assert model.hparams["cls_loss_fn"] == {
         "name": "focal",
-        "params": {"alpha": 0.3, "gamma": 2.5, "reduction": "sum"},
+        # num_classes is written down as the instance had it, so that reloading (which
+        # passes the model's num_classes as context) rebuilds exactly this loss
+        "params": {"alpha": 0.3, "gamma": 2.5, "reduction": "sum", "num_classes": None},
     }
     assert model.loss.num_classes == 3 and model.loss.cls_loss.num_classes is None
 

@@ -18,6 +18,7 @@ from autotimm.models._base import (
     check_num_classes,
     create_backbone,
     images_of,
+    loss_hparam,
     plain_hparam,
     warn_unused,
 )
@@ -81,9 +82,10 @@ class ImageClassifier(TaskModel):
                 f"got shape {list(weights.shape)}"
             )
         # the loss first: bad loss arguments fail before the backbone is built or data is read
+        context = {"num_classes": num_classes, "class_weights": weights}
         self.criterion = resolve_loss(
             loss_fn,
-            context={"num_classes": num_classes, "class_weights": weights},
+            context=context,
             kwargs=loss_kwargs,
             fallbacks={"class_weights": lambda: torch.ones(num_classes)},
         )
@@ -111,7 +113,7 @@ class ImageClassifier(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "loss_fn": self.criterion.to_hparam(),
+                "loss_fn": loss_hparam(self.criterion, context),
                 "loss_kwargs": None,  # merged into loss_fn's params
                 "multi_label": multi_label,
                 "class_weights": plain_hparam(weights),

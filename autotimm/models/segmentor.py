@@ -20,6 +20,7 @@ from autotimm.models._base import (
     check_num_classes,
     create_backbone,
     images_of,
+    loss_hparam,
     plain_hparam,
     warn_unused,
 )
@@ -99,15 +100,16 @@ class SemanticSegmentor(TaskModel):
                 f"class_weights must have one weight per class ({num_classes}); "
                 f"got shape {list(weights.shape)}"
             )
+        context = {
+            "num_classes": num_classes,
+            "ignore_index": ignore_index,
+            "class_weights": weights,
+            "ce_weight": ce_weight,
+            "dice_weight": dice_weight,
+        }
         self.criterion = resolve_loss(
             loss_fn,
-            context={
-                "num_classes": num_classes,
-                "ignore_index": ignore_index,
-                "class_weights": weights,
-                "ce_weight": ce_weight,
-                "dice_weight": dice_weight,
-            },
+            context=context,
             kwargs=loss_kwargs,
             fallbacks={"class_weights": lambda: torch.ones(num_classes)},
         )
@@ -137,7 +139,7 @@ class SemanticSegmentor(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "loss_fn": self.criterion.to_hparam(),
+                "loss_fn": loss_hparam(self.criterion, context),
                 "loss_kwargs": None,  # merged into loss_fn's params
                 "loss_type": None,  # translated into loss_fn
                 "ce_weight": ce_weight,
