@@ -27,6 +27,7 @@ __all__ = [
     "NonNegative",
     "NumClasses",
     "Probability",
+    "as_float_tensor",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "box_iou_loss",
@@ -83,6 +84,14 @@ def _f32(x: Tensor) -> Tensor:
     if x.dtype in _LOW_PRECISION or not x.is_floating_point():
         return x.float()
     return x
+
+
+def as_float_tensor(value: Tensor | list[float] | None) -> Tensor | None:
+    """A weight argument as a floating tensor (lists accepted, float dtypes kept), or ``None``."""
+    if value is None:
+        return None
+    tensor = torch.as_tensor(value)
+    return tensor if tensor.is_floating_point() else tensor.to(torch.get_default_dtype())
 
 
 def _compiling() -> bool:

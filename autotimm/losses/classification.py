@@ -9,7 +9,6 @@ them compute in float32 for float16/bfloat16 inputs, accept an optional ``num_cl
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from autotimm.losses import _functional as LF
@@ -18,14 +17,6 @@ from autotimm.losses._types import Reduction
 from autotimm.losses.registry import register_loss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "NLLLoss"]
-
-
-def _buffer(value: Tensor | None) -> Tensor | None:
-    """A float tensor for a weight argument (lists are accepted too), or ``None``."""
-    if value is None:
-        return None
-    tensor = torch.as_tensor(value)
-    return tensor if tensor.is_floating_point() else tensor.float()
 
 
 def _class_dim_of(pred: Tensor) -> int | None:
@@ -66,7 +57,7 @@ class CrossEntropyLoss(nn.Module):
         num_classes: NumClasses | None = None,
     ) -> None:
         super().__init__()
-        self.register_buffer("weight", _buffer(weight))
+        self.register_buffer("weight", LF.as_float_tensor(weight))
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
         self.reduction: Reduction = reduction
@@ -124,7 +115,7 @@ class NLLLoss(nn.Module):
         num_classes: NumClasses | None = None,
     ) -> None:
         super().__init__()
-        self.register_buffer("weight", _buffer(weight))
+        self.register_buffer("weight", LF.as_float_tensor(weight))
         self.ignore_index = ignore_index
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
@@ -180,8 +171,8 @@ class BCEWithLogitsLoss(nn.Module):
         num_classes: NumClasses | None = None,
     ) -> None:
         super().__init__()
-        self.register_buffer("weight", _buffer(weight))
-        self.register_buffer("pos_weight", _buffer(pos_weight))
+        self.register_buffer("weight", LF.as_float_tensor(weight))
+        self.register_buffer("pos_weight", LF.as_float_tensor(pos_weight))
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
 
@@ -232,7 +223,7 @@ class BCELoss(nn.Module):
         num_classes: NumClasses | None = None,
     ) -> None:
         super().__init__()
-        self.register_buffer("weight", _buffer(weight))
+        self.register_buffer("weight", LF.as_float_tensor(weight))
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
 

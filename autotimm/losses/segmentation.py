@@ -274,7 +274,7 @@ class FocalPixelwiseLoss(nn.Module):
         self._scale = None if alpha is None or isinstance(alpha, list) else float(alpha)
         self.register_buffer(
             "class_alpha",
-            torch.as_tensor(alpha, dtype=torch.float32) if isinstance(alpha, list) else None,
+            LF.as_float_tensor(alpha) if isinstance(alpha, list) else None,
         )
         self.gamma = gamma
         self.ignore_index = ignore_index
@@ -322,9 +322,7 @@ class MaskLoss(nn.Module):
 
     def __init__(self, *, pos_weight: Tensor | None = None, reduction: Reduction = "mean") -> None:
         super().__init__()
-        self.register_buffer(
-            "pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight).float()
-        )
+        self.register_buffer("pos_weight", LF.as_float_tensor(pos_weight))
         self.reduction: Reduction = reduction
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -388,10 +386,7 @@ class CombinedSegmentationLoss(nn.Module):
         self.ce_weight = ce_weight
         self.dice_weight = dice_weight
         self.ignore_index = ignore_index
-        self.register_buffer(
-            "class_weights",
-            None if class_weights is None else torch.as_tensor(class_weights).float(),
-        )
+        self.register_buffer("class_weights", LF.as_float_tensor(class_weights))
         self.label_smoothing = label_smoothing
         self.smooth = smooth
         self.reduction: Reduction = reduction
