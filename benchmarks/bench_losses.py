@@ -246,11 +246,15 @@ def run(rounds: int = 15, warmup: int = 3, names: list[str] | None = None) -> li
     for case in CASES:
         if names and case.name not in names:
             continue
-        if importlib.util.find_spec(case.peer_module) is None:
-            print(f"skipping {case.name}: {case.peer_module} is not installed", file=sys.stderr)
+        try:
+            if importlib.util.find_spec(case.peer_module) is None:
+                raise ImportError(f"{case.peer_module} is not installed")
+            peer = case.peer()
+        except ImportError as error:
+            print(f"skipping {case.name}: its peer is unavailable ({error})", file=sys.stderr)
             continue
         inputs = case.make_inputs()
-        ours, peer = case.ours(), case.peer()
+        ours = case.ours()
         for _ in range(warmup):
             _step(ours, inputs)
             _step(peer, inputs)
@@ -302,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds, "
+        f"load average {load}",
         flush=True,
     )
     print(format_rows(run(rounds=args.rounds, names=args.only)))
