@@ -6,7 +6,8 @@
 
   - ``PL_TRAINER_FAST_DEV_RUN=1``: Lightning's ``Trainer`` (and ``AutoTrainer``) read
     ``PL_TRAINER_*`` environment variables as defaults, so every ``fit`` runs one training
-    and one validation batch, with no logging or checkpoints;
+    and one validation batch, with no logging or checkpoints (``PL_TRAINER_ENABLE_PROGRESS_BAR``
+    and ``PL_TRAINER_ENABLE_MODEL_SUMMARY`` are ``0`` too, which keeps stdout clean);
   - ``timm.create_model`` is wrapped to force ``pretrained=False`` and the Hugging Face Hub is
     put in offline mode, so examples that keep the default ``pretrained=True`` build randomly
     initialised backbones without a network;
@@ -177,6 +178,8 @@ def docs_environment(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("PL_TRAINER_FAST_DEV_RUN", "1")
+    monkeypatch.setenv("PL_TRAINER_ENABLE_PROGRESS_BAR", "0")
+    monkeypatch.setenv("PL_TRAINER_ENABLE_MODEL_SUMMARY", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     create_model = timm.create_model
