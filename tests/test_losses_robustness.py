@@ -156,6 +156,22 @@ def test_nothing_to_learn_gives_zero_with_a_finite_gradient(name: str) -> None:
         assert torch.isfinite(grad).all() and (grad == 0).all(), (name, reduction)
 
 
+SEGMENTATION = ["combined_segmentation", "dice", "focal_pixelwise", "jaccard", "lovasz", "tversky"]
+
+
+@pytest.mark.parametrize("name", SEGMENTATION)
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 3, 0, 0), (0, 3), (3, 3)])
+def test_segmentation_empty_batches_and_images(name: str, shape: tuple[int, ...]) -> None:
+    logits = torch.randn(*shape, requires_grad=True)
+    target = torch.zeros(shape[0], *shape[2:], dtype=torch.long)
+    for reduction in ("mean", "sum", "none"):
+        for per_image in (False, True) if name == "lovasz" else (False,):
+            extra = {"per_image": per_image} if name == "lovasz" else {}
+            value = get_loss(name, reduction=reduction, **extra)(logits, target)
+            assert torch.isfinite(value).all()
+            assert torch.isfinite(_grad(value, logits)).all()
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 def test_autocast_bfloat16(name: str, scale: float) -> None:

@@ -591,8 +591,9 @@ def _flatten_segmentation(
     only decided outside ``torch.compile``)."""
     x = _f32(logits)
     batch, classes = x.shape[0], x.shape[1]
-    x = x.reshape(batch, classes, -1)
-    t = target.reshape(batch, -1).long()
+    pixels = math.prod(x.shape[2:])
+    x = x.reshape(batch, classes, pixels)
+    t = target.reshape(batch, pixels).long()
     valid = t != ignore_index
     if not _compiling() and bool(valid.all()):
         return x, t, None
@@ -740,6 +741,9 @@ def lovasz_softmax_loss(
     if not per_image:
         errors = errors.transpose(0, 1).reshape(1, classes, -1)
         fg = fg.transpose(0, 1).reshape(1, classes, -1)
+    if errors.shape[-1] == 0:  # no pixels at all
+        empty = errors.sum((1, 2))
+        return empty.reshape(()) if not per_image else reduce_loss(empty, reduction)
     errors_sorted, order = errors.sort(dim=-1, descending=True)
     del errors
     with torch.no_grad():  # the Lovász weights: increments of the Jaccard loss along the order

@@ -426,11 +426,12 @@ class CombinedSegmentationLoss(nn.Module):
 
     def _per_sample_ce(self, ce: Tensor, target: Tensor) -> Tensor:
         batch = ce.shape[0]
-        valid = target.reshape(batch, -1) != self.ignore_index
+        labels = target.reshape(batch, ce[0].numel() if batch else 0)
+        valid = labels != self.ignore_index
         if self.class_weights is None:
             denominator = valid.sum(1).to(ce.dtype)
         else:
-            safe = torch.where(valid, target.reshape(batch, -1).long(), 0)
+            safe = torch.where(valid, labels.long(), 0)
             denominator = (self.class_weights.to(ce.dtype)[safe] * valid).sum(1)
-        total = ce.reshape(batch, -1).sum(1)
+        total = ce.reshape(batch, labels.shape[1]).sum(1)
         return total / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
