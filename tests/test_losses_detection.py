@@ -117,6 +117,18 @@ def test_focal_integer_targets_are_one_hot_with_background_and_ignore(
     _close(_grad(ours, x1), _grad(ref, x2))
 
 
+def test_focal_elementwise_gradient_with_non_uniform_upstream() -> None:
+    logits = torch.randn(6, 4, dtype=D, requires_grad=True)
+    target = (torch.rand(6, 4, dtype=D) > 0.6).to(D)
+    upstream = torch.randn(6, 4, dtype=D)
+    ours = (FocalLoss(reduction="none", gamma=1.5)(logits, target) * upstream).sum()
+    ref = (tv.sigmoid_focal_loss(logits, target, gamma=1.5) * upstream).sum()
+    _close(_grad(ours, logits), _grad(ref, logits))
+    assert torch.autograd.gradcheck(
+        lambda x: FocalLoss(reduction="none", gamma=0.7, alpha=0.4)(x, target), (logits,)
+    )
+
+
 def test_focal_soft_targets_with_gradient_use_autograd() -> None:
     logits = torch.randn(5, 3, dtype=D, requires_grad=True)
     target = torch.rand(5, 3, dtype=D, requires_grad=True)
