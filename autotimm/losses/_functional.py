@@ -747,17 +747,17 @@ def lovasz_softmax_loss(
     errors_sorted, order = errors.sort(dim=-1, descending=True)
     del errors
     with torch.no_grad():  # the Lovász weights: increments of the Jaccard loss along the order
-        fg_sorted = fg.gather(-1, order).to(x.dtype)
+        seen_fg = fg.gather(-1, order).to(x.dtype).cumsum_(-1)
         del fg, order
-        seen_fg = fg_sorted.cumsum(-1)
         total = seen_fg[..., -1:].clone()
-        position = torch.arange(1, fg_sorted.shape[-1] + 1, dtype=x.dtype, device=x.device)
-        # jaccard = 1 - (total - seen_fg) / (total + seen - seen_fg), seen = position
+        position = torch.arange(1, seen_fg.shape[-1] + 1, dtype=x.dtype, device=x.device)
+        # jaccard = 1 - (total - seen_fg) / union, union = total + (position - seen_fg)
         union = torch.sub(position, seen_fg).add_(total)
-        jaccard = seen_fg.sub_(total).div_(union).add_(1)  # 1 - (total - seen_fg) / union
-        del union, fg_sorted
-        weights = torch.diff(jaccard, dim=-1, prepend=torch.zeros_like(jaccard[..., :1]))
-        del jaccard
+        jaccard = seen_fg.sub_(total).div_(union).add_(1)
+        weights = union  # reuse the buffer: weights[i] = jaccard[i] - jaccard[i - 1]
+        weights[..., :1] = jaccard[..., :1]
+        torch.sub(jaccard[..., 1:], jaccard[..., :-1], out=weights[..., 1:])
+        del jaccard, seen_fg
     per_class = (errors_sorted * weights).sum(-1)  # [B', C]
     present = (total.squeeze(-1) > 0).to(x.dtype)
     per_item = (per_class * present).sum(-1) / present.sum(-1).clamp_min(1)  # [B']
