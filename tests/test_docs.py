@@ -329,3 +329,60 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         env=dict(os.environ, NO_MKDOCS_2_WARNING="1"),
     )
     assert result.returncode == 0, result.stderr[-5000:]
+
+
+# --------------------------------------------------------------------------- figures
+@pytest.fixture(scope="module")
+def figures() -> ModuleType:
+    """``scripts/docs_figures.py`` (its ``compute_*`` functions need only torch)."""
+    name = "docs_figures"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def test_figure_focal_curves_support_the_page(figures: ModuleType) -> None:
+    """Focal is below CE everywhere and its gradient is smaller for well classified examples
+    and larger for badly misclassified ones (gamma >= 1), as comparison.md says."""
+    curves = {c.label: c for c in figures.compute_focal_curves(points=99)}
+    ce = curves.pop("cross entropy")
+    for label, focal in curves.items():
+        assert all(f <= c + 1e-12 for f, c in zip(focal.loss, ce.loss)), label
+        gamma = float(label.split("=")[1])
+        for p, grad, ce_grad in zip(focal.x, focal.grad, ce.grad):
+            if p > 0.5:
+                assert grad < ce_grad, (label, p)
+            if gamma >= 1 and p < 0.1:
+                assert grad > ce_grad, (label, p)
+
+
+def test_figure_region_curves_support_the_page(figures: ModuleType) -> None:
+    confident = figures.compute_region_curves(confidence=0.99)
+    dice, tversky = confident.losses["dice"], confident.losses["tversky (alpha=0.3, beta=0.7)"]
+    for index, miou in enumerate(confident.miou):
+        for name in ("jaccard", "lovasz"):  # on 1 - mIoU for confident predictions
+            assert abs(confident.losses[name][index] - (1 - miou)) < 0.03, (name, miou)
+        assert abs(dice[index] - tversky[index]) < 0.005  # hard FP == FN for a shift
+    uncertain = figures.compute_region_curves(confidence=0.7)
+    assert all(
+        uncertain.losses[name][0] > 0.2
+        for name in ("dice", "jaccard", "tversky (alpha=0.3, beta=0.7)")
+    )
+    under_over = figures.compute_under_over_curves()
+    for name in ("dice", "jaccard"):
+        assert all(abs(u - o) < 0.02 for u, o in zip(under_over.under[name], under_over.over[name]))
+    tversky_name = "tversky (alpha=0.3, beta=0.7)"
+    under, over = under_over.under[tversky_name], under_over.over[tversky_name]
+    assert all(u > o for u, o in zip(under[1:], over[1:]))
+
+
+def test_figure_tversky_tradeoff_supports_the_page(figures: ModuleType) -> None:
+    result = figures.compute_tversky_tradeoff(betas=(0.2, 0.8), steps=100)
+    assert result.recall[1] > result.recall[0] + 0.1
+    assert result.precision[1] < result.precision[0] - 0.05
