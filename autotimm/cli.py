@@ -1,4 +1,4 @@
-"""The ``autotimm`` command line: ``autotimm losses list|show`` (and ``python -m autotimm``)."""
+"""The ``autotimm`` command line: ``autotimm demo`` and ``autotimm losses list|show``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,21 @@ def _losses_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from autotimm.demo import parse_losses, run_demo
+
+    losses = parse_losses(args.losses)
+    run_demo(
+        losses,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        out=args.out,
+        seed=args.seed,
+        backbone=args.backbone,
+    )
+    return 0
+
+
 def _print_table(rows: Sequence[Sequence[Any]]) -> None:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
@@ -97,6 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("name", help="loss name or alias")
     show.add_argument("--json", action="store_true", help="print the JSON schema")
     show.set_defaults(handler=_losses_show)
+
+    demo = commands.add_parser(
+        "demo",
+        help="compare segmentation losses on a generated dataset",
+        description="Generate a small synthetic segmentation dataset, train a SemanticSegmentor "
+        "once per loss, print a results table and write a comparison figure.",
+    )
+    demo.add_argument(
+        "--losses",
+        default="dice,focal_pixelwise,combined_segmentation",
+        help="comma-separated registry names, each optionally with :key=value arguments, "
+        "e.g. 'dice,focal_pixelwise:gamma=3'",
+    )
+    demo.add_argument("--epochs", type=int, default=12, help="training epochs per loss")
+    demo.add_argument("--image-size", type=int, default=64, help="image side in pixels")
+    demo.add_argument("--out", default="autotimm_demo", help="output folder")
+    demo.add_argument("--seed", type=int, default=0, help="seed for data and training")
+    demo.add_argument("--backbone", default="resnet18", help="timm backbone (pretrained=False)")
+    demo.set_defaults(handler=_demo)
     return parser
 
 

@@ -180,7 +180,9 @@ class SegmentationDataModule(BaseImageDataModule):
         )
         if num_classes is not None and num_classes <= 0:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
-        self.save_hyperparameters()
+        # Lightning refuses to log a model and a data module whose shared hparams differ; an
+        # unset num_classes (None) must not clash with the model's.
+        self.save_hyperparameters(ignore=["num_classes"] if num_classes is None else [])
         self.ignore_index = ignore_index
         self.num_classes = num_classes
 
