@@ -125,11 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated registry names, each optionally with :key=value arguments, "
         "e.g. 'dice,focal_pixelwise:gamma=3'",
     )
-    demo.add_argument("--epochs", type=int, default=12, help="training epochs per loss")
+    demo.add_argument("--epochs", type=int, default=10, help="training epochs per loss")
     demo.add_argument("--image-size", type=int, default=64, help="image side in pixels")
     demo.add_argument("--out", default="autotimm_demo", help="output folder")
     demo.add_argument("--seed", type=int, default=0, help="seed for data and training")
-    demo.add_argument("--backbone", default="resnet18", help="timm backbone (pretrained=False)")
+    demo.add_argument("--backbone", default="resnet10t", help="timm backbone (pretrained=False)")
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -70,13 +70,13 @@ def parse_losses(text: str) -> list[tuple[str, dict[str, Any]]]:
 def run_demo(
     losses: Sequence[str | tuple[str, Mapping[str, Any]]] = DEFAULT_LOSSES,
     *,
-    epochs: int = 12,
+    epochs: int = 10,
     image_size: int = 64,
     out: str | Path = "autotimm_demo",
     seed: int = 0,
-    backbone: str = "resnet18",
-    num_train: int = 48,
-    num_val: int = 12,
+    backbone: str = "resnet10t",
+    num_train: int = 32,
+    num_val: int = 8,
     batch_size: int = 8,
     trainer_kwargs: Mapping[str, Any] | None = None,
 ) -> list[DemoResult]:
