@@ -54,8 +54,9 @@ DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if "site" not in p.relative_to(DOCS).parts)
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^\n`]*)$")
-_DATA_MARKER = re.compile(r"<!--\s*docs-test:\s*data=(\w+)\s*-->")
-_OUTPUT_MARKER = re.compile(r"<!--\s*docs-test:\s*output\s*-->")
+# markers count only on a line of their own (a page may quote them in prose or tables)
+_DATA_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*data=(\w+)\s*-->\s*$", re.MULTILINE)
+_OUTPUT_MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*output\s*-->\s*$")
 
 
 # --------------------------------------------------------------------------- placeholders
@@ -92,7 +93,7 @@ def parse_blocks(text: str) -> list[Block]:
     pending_output = False
     while index < len(lines):
         line = lines[index]
-        if _OUTPUT_MARKER.search(line):
+        if _OUTPUT_MARKER.match(line):
             pending_output = True
         match = _FENCE.match(line)
         if match is None:
