@@ -144,8 +144,12 @@ def check_inputs(
     class_weights: Tensor | None = None,
     box_weights: Tensor | None = None,
     name: str = "loss",
-) -> None:
+) -> tuple[int, int] | None:
     """Validate a prediction/target pair; raise a ``ValueError`` naming the bad value and shapes.
+
+    Returns ``(min, max)`` of class-index targets (``None`` for other kinds, empty targets or
+    while compiling), which the segmentation functions accept as ``label_range`` to skip the
+    ignore mask without another pass over the targets.
 
     Args:
         pred: Logits, probabilities or boxes.
@@ -165,7 +169,7 @@ def check_inputs(
     The checks are skipped while ``torch.compile`` traces (they read tensor values).
     """
     if _compiling():
-        return
+        return None
     shapes = f"(prediction shape {_shape(pred)}"
     shapes += ")" if target is None else f", target shape {_shape(target)})"
     classes: int | None = None
@@ -197,7 +201,7 @@ def check_inputs(
                 f"{shapes}"
             )
     if target is None:
-        return
+        return None
     if kind == "class_indices":
         assert class_dim is not None and classes is not None
         dim = class_dim % pred.ndim
@@ -228,7 +232,8 @@ def check_inputs(
                         f"{name}: target label {value} is neither {allowed} nor "
                         f"ignore_index={ignore_index} {shapes}"
                     )
-        return
+            return low, high
+        return None
     if kind == "boxes" and (pred.ndim == 0 or pred.shape[-1] != 4):
         raise ValueError(f"{name}: boxes must have shape [..., 4] (x1, y1, x2, y2) {shapes}")
     if _shape(target) != _shape(pred):
@@ -246,6 +251,7 @@ def check_inputs(
                 f"{name}: target value {bad} is outside [{target_range[0]}, {target_range[1]}] "
                 f"{shapes}"
             )
+    return None
 
 
 # --------------------------------------------------------------------------- classification
@@ -282,8 +288,6 @@ def cross_entropy(
     x = _f32(logits)
     w = None if weight is None else weight.to(x.dtype)
     inner: Reduction = "none" if reduction == "none" else "sum"
-    if not target.is_floating_point():
-        target = target.long()
     if target.is_floating_point():
         loss = F.cross_entropy(
             x, target.to(x.dtype), weight=w, reduction=inner, label_smoothing=label_smoothing
@@ -291,6 +295,7 @@ def cross_entropy(
         if reduction == "mean":
             loss = loss / max(x.numel() // max(x.shape[_class_dim(x)], 1), 1)
         return loss
+    target = target.long()
     loss = F.cross_entropy(
         x,
         target,
@@ -584,7 +589,7 @@ class _AspectAngle(torch.autograd.Function):
 
 # --------------------------------------------------------------------------- segmentation
 def _flatten_segmentation(
-    logits: Tensor, target: Tensor, ignore_index: int
+    logits: Tensor, target: Tensor, ignore_index: int, label_range: tuple[int, int] | None
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """``logits [B, C, *]`` -> ``[B, C, N]`` float, targets -> ``[B, N]`` with ignored set to
     class 0, and the float validity mask ``[B, N]`` (``None`` when nothing is ignored, which is
@@ -594,9 +599,13 @@ def _flatten_segmentation(
     pixels = math.prod(x.shape[2:])
     x = x.reshape(batch, classes, pixels)
     t = target.reshape(batch, pixels).long()
+    if not _compiling():  # one cheap pass decides whether any pixel can be ignored
+        if t.numel() == 0:
+            return x, t, None
+        low, high = label_range or tuple(int(v) for v in torch.aminmax(t))
+        if not low <= ignore_index <= high:
+            return x, t, None
     valid = t != ignore_index
-    if not _compiling() and bool(valid.all()):
-        return x, t, None
     t = torch.where(valid, t, torch.zeros_like(t))
     return x, t, valid.to(x.dtype)
 
@@ -644,7 +653,11 @@ class _SoftmaxCounts(torch.autograd.Function):
 
 
 def segmentation_counts(
-    logits: Tensor, target: Tensor, *, ignore_index: int = 255
+    logits: Tensor,
+    target: Tensor,
+    *,
+    ignore_index: int = 255,
+    label_range: tuple[int, int] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Soft per-(sample, class) sums over non-ignored pixels, each ``[B, C]``.
 
@@ -652,12 +665,12 @@ def segmentation_counts(
     with ``p = softmax(logits, 1)`` and ``g`` the one-hot target, without building the one-hot
     tensor (a gather and a scatter-add of ``[B, N]`` values, and an analytic backward).
     """
-    x, t, valid = _flatten_segmentation(logits, target, ignore_index)
+    x, t, valid = _flatten_segmentation(logits, target, ignore_index, label_range)
     batch, classes = x.shape[0], x.shape[1]
     intersection, predicted = _SoftmaxCounts.apply(x, t, valid)
-    counts = torch.ones_like(t, dtype=x.dtype) if valid is None else valid
+    ones = torch.ones((), dtype=x.dtype, device=x.device).expand(t.shape)
     target_sum = torch.zeros(batch, classes, dtype=x.dtype, device=x.device)
-    target_sum = target_sum.scatter_add(1, t, counts)
+    target_sum.scatter_add_(1, t, ones if valid is None else valid)
     return intersection, predicted, target_sum
 
 
@@ -675,9 +688,12 @@ def dice_loss(
     smooth: float = 1.0,
     ignore_index: int = 255,
     reduction: Reduction = "mean",
+    label_range: tuple[int, int] | None = None,
 ) -> Tensor:
     """Soft dice ``1 - (2 I + s) / (P + G + s)`` per (sample, class); ``"none"`` -> ``[B, C]``."""
-    inter, predicted, target_sum = segmentation_counts(logits, target, ignore_index=ignore_index)
+    inter, predicted, target_sum = segmentation_counts(
+        logits, target, ignore_index=ignore_index, label_range=label_range
+    )
     loss = 1 - _ratio(2 * inter + smooth, predicted + target_sum + smooth)
     return reduce_loss(loss, reduction)
 
@@ -691,9 +707,12 @@ def tversky_loss(
     smooth: float = 1.0,
     ignore_index: int = 255,
     reduction: Reduction = "mean",
+    label_range: tuple[int, int] | None = None,
 ) -> Tensor:
     """``1 - (TP + s) / (TP + alpha FP + beta FN + s)`` per (sample, class) (MONAI's alpha/beta)."""
-    tp, predicted, target_sum = segmentation_counts(logits, target, ignore_index=ignore_index)
+    tp, predicted, target_sum = segmentation_counts(
+        logits, target, ignore_index=ignore_index, label_range=label_range
+    )
     fp = predicted - tp
     fn = target_sum - tp
     loss = 1 - _ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
@@ -707,9 +726,12 @@ def jaccard_loss(
     smooth: float = 1.0,
     ignore_index: int = 255,
     reduction: Reduction = "mean",
+    label_range: tuple[int, int] | None = None,
 ) -> Tensor:
     """Soft Jaccard ``1 - (I + s) / (P + G - I + s)`` per (sample, class)."""
-    inter, predicted, target_sum = segmentation_counts(logits, target, ignore_index=ignore_index)
+    inter, predicted, target_sum = segmentation_counts(
+        logits, target, ignore_index=ignore_index, label_range=label_range
+    )
     loss = 1 - _ratio(inter + smooth, predicted + target_sum - inter + smooth)
     return reduce_loss(loss, reduction)
 
@@ -721,6 +743,7 @@ def lovasz_softmax_loss(
     ignore_index: int = 255,
     per_image: bool = False,
     reduction: Reduction = "mean",
+    label_range: tuple[int, int] | None = None,
 ) -> Tensor:
     """Lovász-softmax over the classes present in the target (Berman et al. 2018).
 
@@ -729,7 +752,7 @@ def lovasz_softmax_loss(
     with ``per_image=True`` one loss per image (``"none"`` -> ``[B]``, ``"mean"`` averages).
     All classes are handled at once: errors ``[B', C, N]`` are sorted along the pixels.
     """
-    x, t, valid = _flatten_segmentation(logits, target, ignore_index)
+    x, t, valid = _flatten_segmentation(logits, target, ignore_index, label_range)
     classes = x.shape[1]
     p = x.softmax(1)
     fg = t.unsqueeze(1) == torch.arange(classes, device=x.device).view(1, classes, 1)

@@ -33,8 +33,8 @@ def _check(
     ignore_index: int,
     name: str,
     class_weights: Tensor | None = None,
-) -> None:
-    LF.check_inputs(
+) -> tuple[int, int] | None:
+    return LF.check_inputs(
         logits,
         target,
         num_classes=num_classes,
@@ -84,10 +84,11 @@ class DiceLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Dice loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        _check(logits, target, self.num_classes, self.ignore_index, "dice")
+        labels = _check(logits, target, self.num_classes, self.ignore_index, "dice")
         return LF.dice_loss(
             logits,
             target,
+            label_range=labels,
             smooth=self.smooth,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
@@ -136,10 +137,11 @@ class TverskyLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Tversky loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        _check(logits, target, self.num_classes, self.ignore_index, "tversky")
+        labels = _check(logits, target, self.num_classes, self.ignore_index, "tversky")
         return LF.tversky_loss(
             logits,
             target,
+            label_range=labels,
             alpha=self.alpha,
             beta=self.beta,
             smooth=self.smooth,
@@ -180,10 +182,11 @@ class JaccardLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Jaccard loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        _check(logits, target, self.num_classes, self.ignore_index, "jaccard")
+        labels = _check(logits, target, self.num_classes, self.ignore_index, "jaccard")
         return LF.jaccard_loss(
             logits,
             target,
+            label_range=labels,
             smooth=self.smooth,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
@@ -226,10 +229,11 @@ class LovaszLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Lovász-softmax loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        _check(logits, target, self.num_classes, self.ignore_index, "lovasz")
+        labels = _check(logits, target, self.num_classes, self.ignore_index, "lovasz")
         return LF.lovasz_softmax_loss(
             logits,
             target,
+            label_range=labels,
             ignore_index=self.ignore_index,
             per_image=self.per_image,
             reduction=self.reduction,
@@ -394,7 +398,7 @@ class CombinedSegmentationLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Combined loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        _check(
+        labels = _check(
             logits,
             target,
             self.num_classes,
@@ -417,6 +421,7 @@ class CombinedSegmentationLoss(nn.Module):
             smooth=self.smooth,
             ignore_index=self.ignore_index,
             reduction="none" if per_sample else self.reduction,
+            label_range=labels,
         )
         if per_sample:
             ce = self._per_sample_ce(ce, target)
