@@ -260,9 +260,22 @@ def _class_dim(x: Tensor) -> int:
 
 
 def _mean_over_labels(
-    total: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int
+    total: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    label_range: tuple[int, int] | None,
 ) -> Tensor:
-    """torch's mean for class-index targets: ``sum / sum(weight[target])`` over non-ignored."""
+    """torch's mean for class-index targets: ``sum / sum(weight[target])`` over non-ignored.
+
+    With a known ``label_range`` that excludes ``ignore_index`` and no weights, the count is
+    just the number of targets (no pass over them).
+    """
+    nothing_ignored = label_range is not None and not (
+        label_range[0] <= ignore_index <= label_range[1]
+    )
+    if weight is None and nothing_ignored and target.numel() > 0:
+        return total / target.numel()
     valid = target != ignore_index
     if weight is None:
         denominator = valid.sum().to(total.dtype)
@@ -280,10 +293,12 @@ def cross_entropy(
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
+    label_range: tuple[int, int] | None = None,
 ) -> Tensor:
     """``F.cross_entropy``, computed in float32, where a batch with nothing to learn gives 0.
 
     ``target`` holds class indices, or class probabilities of ``logits``' shape (float).
+    ``label_range``: ``(min, max)`` of the indices if known (from :func:`check_inputs`).
     """
     x = _f32(logits)
     w = None if weight is None else weight.to(x.dtype)
@@ -304,7 +319,9 @@ def cross_entropy(
         reduction=inner,
         label_smoothing=label_smoothing,
     )
-    return _mean_over_labels(loss, target, w, ignore_index) if reduction == "mean" else loss
+    if reduction != "mean":
+        return loss
+    return _mean_over_labels(loss, target, w, ignore_index, label_range)
 
 
 def nll_loss(
@@ -314,14 +331,20 @@ def nll_loss(
     weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
+    label_range: tuple[int, int] | None = None,
 ) -> Tensor:
-    """``F.nll_loss`` on log-probabilities in float32; an all-ignored batch gives 0."""
+    """``F.nll_loss`` on log-probabilities in float32; an all-ignored batch gives 0.
+
+    ``label_range``: ``(min, max)`` of the indices if known (from :func:`check_inputs`).
+    """
     x = _f32(log_probs)
     w = None if weight is None else weight.to(x.dtype)
     inner: Reduction = "none" if reduction == "none" else "sum"
     target = target.long()
     loss = F.nll_loss(x, target, weight=w, ignore_index=ignore_index, reduction=inner)
-    return _mean_over_labels(loss, target, w, ignore_index) if reduction == "mean" else loss
+    if reduction != "mean":
+        return loss
+    return _mean_over_labels(loss, target, w, ignore_index, label_range)
 
 
 def binary_cross_entropy_with_logits(

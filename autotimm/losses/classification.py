@@ -65,7 +65,7 @@ class CrossEntropyLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of ``logits [N, C, ...]`` (or ``[C]``) against indices or probabilities."""
-        LF.check_inputs(
+        labels = LF.check_inputs(
             logits,
             target,
             kind="dense" if target.is_floating_point() else "class_indices",
@@ -82,6 +82,7 @@ class CrossEntropyLoss(nn.Module):
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
             reduction=self.reduction,
+            label_range=labels,
         )
 
 
@@ -122,7 +123,7 @@ class NLLLoss(nn.Module):
 
     def forward(self, log_probs: Tensor, target: Tensor) -> Tensor:
         """Loss of ``log_probs [N, C, ...]`` (or ``[C]``) against class indices."""
-        LF.check_inputs(
+        labels = LF.check_inputs(
             log_probs,
             target,
             num_classes=self.num_classes,
@@ -137,6 +138,7 @@ class NLLLoss(nn.Module):
             weight=self.weight,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
+            label_range=labels,
         )
 
 

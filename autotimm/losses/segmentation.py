@@ -414,6 +414,7 @@ class CombinedSegmentationLoss(nn.Module):
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
             reduction="none" if per_sample else self.reduction,
+            label_range=labels,
         )
         dice = LF.dice_loss(
             logits,
