@@ -117,6 +117,28 @@ def test_instance_segmentor_predicts_masks_at_input_resolution() -> None:
     assert prediction["masks"].shape == (k, 64, 48) and prediction["masks"].dtype == torch.bool
 
 
+@pytest.mark.parametrize(
+    "module",
+    [
+        "autotimm.models._base",
+        "autotimm.models.heads",
+        "autotimm.models.classifier",
+        "autotimm.models.segmentor",
+        "autotimm.models.detector",
+        "autotimm.models.instance_segmentor",
+        "autotimm.trainer",
+    ],
+)
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(
+        importlib.import_module(module), optionflags=doctest.ELLIPSIS, raise_on_error=False
+    )
+    assert result.attempted > 0 and result.failed == 0
+
+
 # --------------------------------------------------------------------------- argument errors
 @pytest.mark.parametrize(
     "model_cls", [ImageClassifier, SemanticSegmentor, ObjectDetector, InstanceSegmentor]

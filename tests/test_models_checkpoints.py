@@ -50,7 +50,9 @@ def _det_batch() -> dict[str, Any]:
     }
 
 
-def train_and_checkpoint(model: LightningModule, batch: dict[str, Any], root: Path) -> Path:
+def train_and_checkpoint(
+    model: LightningModule, batch: dict[str, Any], root: Path, logged: set[str] | None = None
+) -> Path:
     """One training step and one validation batch under AutoTrainer's defaults."""
     trainer = AutoTrainer(
         default_root_dir=root,
@@ -62,6 +64,8 @@ def train_and_checkpoint(model: LightningModule, batch: dict[str, Any], root: Pa
     )
     loader = DataLoader([batch], batch_size=None)
     trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader)
+    if logged is not None:
+        logged.update(trainer.logged_metrics)
     path = trainer.checkpoint_callback.best_model_path
     assert path and Path(path).is_file(), "AutoTrainer's ModelCheckpoint saved nothing"
     return Path(path)
@@ -141,7 +145,13 @@ def test_checkpoint_round_trip_keeps_the_loss(
 ) -> None:
     torch.manual_seed(0)
     model = model_cls(BACKBONE, **{"pretrained": False, **kwargs})
-    path = train_and_checkpoint(model, make_batch(), tmp_path)
+    logged: set[str] = set()
+    path = train_and_checkpoint(model, make_batch(), tmp_path, logged)
+    assert {"train/loss", "val/loss"} <= logged
+    if isinstance(model, InstanceSegmentor):  # COCO mAP through torchmetrics (pycocotools)
+        assert {"val/bbox_map", "val/segm_map", "val/loss_mask"} <= logged
+    elif isinstance(model, ObjectDetector):
+        assert {"val/map", "val/map_50", "val/loss_cls", "val/loss_reg"} <= logged
 
     raw = torch.load(path, weights_only=True)  # no pickled modules, classes or tensors in hparams
     hparams = raw["hyper_parameters"]

@@ -100,8 +100,8 @@ def test_classifier_overfits(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_segmentor_overfits(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    root = make_segmentation_dataset(tmp_path, num_classes=3, num_train=8, image_size=64)
-    dm = SegmentationDataModule(root, image_size=64, batch_size=8, num_workers=0, hflip_prob=0.0)
+    root = make_segmentation_dataset(tmp_path, num_classes=3, num_train=4, image_size=64)
+    dm = SegmentationDataModule(root, image_size=64, batch_size=4, num_workers=0, hflip_prob=0.0)
     batches = batches_of(dm)
     model = SemanticSegmentor(
         BACKBONE, num_classes=3, pretrained=False, lr=2e-3, decoder_channels=64

@@ -186,8 +186,8 @@ def create_backbone(backbone: str, *, pretrained: bool, **kwargs: Any) -> nn.Mod
 
     Example:
         >>> net = create_backbone("resnet18", pretrained=False, num_classes=3)
-        >>> net(torch.zeros(1, 3, 32, 32)).shape
-        torch.Size([1, 3])
+        >>> net(torch.zeros(2, 3, 64, 64)).shape
+        torch.Size([2, 3])
     """
     _check_backbone_name(backbone)
     if not pretrained:

@@ -102,7 +102,7 @@ class ImageClassifier(TaskModel):
         )
         self.num_classes = num_classes
         self.multi_label = multi_label
-        self.in_chans = int(getattr(self.backbone, "pretrained_cfg", {}).get("input_size", (3,))[0])
+        self.in_chans = 3
         if multi_label:
             self.train_acc = MultilabelAccuracy(num_labels=max(num_classes, 2))
             self.val_acc = MultilabelAccuracy(num_labels=max(num_classes, 2))

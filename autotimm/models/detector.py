@@ -523,8 +523,8 @@ class ObjectDetector(TaskModel):
         self._map_updates = 0
         results = self.val_map.compute()
         self.val_map.reset()
-        for key, value in results.items():
-            if key.startswith("map") and value.numel() == 1 and not key.startswith("map_per"):
+        for key, value in results.items():  # map, map_50, ... (bbox_map, segm_map, ... for masks)
+            if "map" in key and "per_class" not in key and value.numel() == 1:
                 self.log(f"{stage}/{key}", value.float(), sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
