@@ -166,3 +166,15 @@ def test_spec_of_a_custom_loss_registered_after_construction() -> None:
         spec = get_loss_registry().spec_of(Late(k=4))
         assert spec == LossSpec(name="late", params={"k": 4})
         assert spec.build().k == 4
+
+
+def test_resolve_loss_reports_bad_plain_data_as_loss_config_error() -> None:
+    from autotimm.losses.resolve import resolve_loss
+
+    with pytest.raises(LossConfigError, match="gama: unknown argument; did you mean 'gamma'"):
+        resolve_loss({"name": "focal", "params": {"gama": 2.0}})
+    resolved = resolve_loss(
+        {"name": "dice", "params": {"smooth": 0.5}}, context={"num_classes": 3, "lr": 0.1}
+    )
+    assert resolved.spec == LossSpec(name="dice", params={"smooth": 0.5, "num_classes": 3})
+    assert resolved.module.smooth == 0.5 and resolved.module.num_classes == 3

@@ -18,7 +18,7 @@ from torch import nn
 
 from autotimm.losses._types import InputKind, TargetKind
 from autotimm.losses.registry import LossEntry, get_loss_registry
-from autotimm.losses.spec import LossSpec
+from autotimm.losses.spec import LossSpec, to_plain_params
 
 __all__ = ["LossLike", "ResolvedLoss", "resolve_loss"]
 
@@ -124,7 +124,7 @@ def resolve_loss(
     merged = {k: v for k, v in (context or {}).items() if k in accepted and v is not None}
     if isinstance(loss, (LossSpec, Mapping)):  # plain data (configs, checkpoints): JSON mode
         merged.update(params)
-        validated = entry.validate_json(LossSpec(name=name, params=merged).params)
+        validated = entry.validate_json(to_plain_params(merged))  # LossConfigError if bad
         merged = {key: getattr(validated, key) for key in merged}
     merged.update(kwargs or {})
     for key, make in (fallbacks or {}).items():

@@ -13,7 +13,7 @@ from torch import nn
 
 from autotimm.losses.registry import get_loss_registry
 
-__all__ = ["LossSpec"]
+__all__ = ["LossSpec", "to_plain_params"]
 
 
 class LossSpec(BaseModel):
@@ -50,7 +50,7 @@ class LossSpec(BaseModel):
                 f"params must be a mapping of argument names to values; got {params!r}"
             )
         entry = get_loss_registry().get_entry(data["name"])
-        plain = {key: _to_plain(key, value) for key, value in params.items()}
+        plain = to_plain_params(params)
         validated = entry.validate_json(plain)
         dumped = validated.model_dump(mode="json", include=set(plain))
         return {**data, "name": entry.name, "params": {k: dumped.get(k, plain[k]) for k in plain}}
@@ -63,6 +63,19 @@ class LossSpec(BaseModel):
 
     def __hash__(self) -> int:
         return hash((self.name, json.dumps(self.params, sort_keys=True)))
+
+
+def to_plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Loss arguments as JSON-compatible data (tensors to lists, registered modules to specs).
+
+    Raises:
+        ValueError: a value that plain data cannot represent, naming the argument.
+
+    Example:
+        >>> to_plain_params({"weight": torch.tensor([1.0, 2.0]), "smooth": 1.0})
+        {'weight': [1.0, 2.0], 'smooth': 1.0}
+    """
+    return {str(key): _to_plain(str(key), value) for key, value in params.items()}
 
 
 def _to_plain(key: str, value: Any) -> Any:
