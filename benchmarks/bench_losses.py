@@ -12,7 +12,10 @@ against the library users compare it with:
 
 Timing: every round runs ours and the peer once each (forward + backward on fresh leaf
 inputs), alternating which goes first, after warm-up rounds; the table reports medians over
-rounds and the ratio ours/peer (below 1 means ours is faster).
+rounds and the ratio ours/peer (below 1 means ours is faster). On a shared machine whose load
+exceeds its cores, OpenMP parallel regions stall for milliseconds each, so multi-threaded
+timings then count parallel regions more than work: ``--threads 1`` gives the stable
+comparison (the script warns when this applies).
 
 Peak memory: ``torch.profiler`` with ``profile_memory=True`` records every allocation and free
 of the CPU allocator during one forward + backward; the peak of the running sum of those events
@@ -312,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load}",
         flush=True,
     )
+    if torch.get_num_threads() > 1 and os.getloadavg()[0] > (os.cpu_count() or 1):
+        print(
+            "warning: the machine is busier than its core count; multi-threaded ops then stall "
+            "on every parallel region (about 10 ms each here), which measures the scheduler "
+            "rather than the losses. Compare with --threads 1.",
+            flush=True,
+        )
     print(format_rows(run(rounds=args.rounds, names=args.only)))
     return 0
 
