@@ -3,6 +3,7 @@ and the contract with the registry (typed, documented constructors; light import
 
 from __future__ import annotations
 
+import doctest
 import inspect
 import subprocess
 import sys
@@ -257,3 +258,9 @@ def test_import_is_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("module", BUILTIN_MODULES, ids=lambda m: m.__name__)
+def test_docstring_examples_run(module: object) -> None:
+    result = doctest.testmod(module, raise_on_error=False)  # type: ignore[arg-type]
+    assert result.attempted > 0 and result.failed == 0

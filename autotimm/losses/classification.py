@@ -40,6 +40,7 @@ class CrossEntropyLoss(nn.Module):
         num_classes: If given, the logits' class dimension must have this size.
 
     Example:
+        >>> import torch
         >>> loss = CrossEntropyLoss(label_smoothing=0.1, num_classes=3)
         >>> round(loss(torch.zeros(2, 3), torch.tensor([0, 2])).item(), 4)  # log(3)
         1.0986
@@ -99,6 +100,7 @@ class NLLLoss(nn.Module):
         num_classes: If given, the input's class dimension must have this size.
 
     Example:
+        >>> import torch
         >>> loss = NLLLoss()
         >>> log_probs = torch.log_softmax(torch.zeros(2, 4), 1)
         >>> round(loss(log_probs, torch.tensor([1, 3])).item(), 4)  # log 4
@@ -156,6 +158,7 @@ class BCEWithLogitsLoss(nn.Module):
         num_classes: If given, dimension 1 of the logits must have this size.
 
     Example:
+        >>> import torch
         >>> loss = BCEWithLogitsLoss(pos_weight=torch.tensor([1.0, 2.0]))
         >>> round(loss(torch.zeros(3, 2), torch.ones(3, 2)).item(), 4)  # 1.5 * log 2
         1.0397
@@ -210,6 +213,7 @@ class BCELoss(nn.Module):
         num_classes: If given, dimension 1 of the input must have this size.
 
     Example:
+        >>> import torch
         >>> loss = BCELoss()
         >>> round(loss(torch.full((2, 2), 0.5), torch.ones(2, 2)).item(), 4)  # log 2
         0.6931
@@ -252,6 +256,7 @@ class MSELoss(nn.Module):
         num_classes: If given, dimension 1 of the input must have this size.
 
     Example:
+        >>> import torch
         >>> MSELoss()(torch.zeros(2, 3), torch.ones(2, 3)).item()
         1.0
     """
