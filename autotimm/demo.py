@@ -50,7 +50,7 @@ def parse_losses(text: str) -> list[tuple[str, dict[str, Any]]]:
         [('dice', {}), ('focal_pixelwise', {'gamma': 3})]
     """
     parsed = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    for item in filter(None, (part.strip() for part in _split_top_level(text))):
         name, *assignments = item.split(":")
         kwargs: dict[str, Any] = {}
         for assignment in assignments:
@@ -65,6 +65,17 @@ def parse_losses(text: str) -> list[tuple[str, dict[str, Any]]]:
     if not parsed:
         raise ValueError("--losses needs at least one loss name")
     return parsed
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside brackets (``alpha=[1,2]`` stays whole)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    return [*parts, text[start:]]
 
 
 def run_demo(
