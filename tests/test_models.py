@@ -345,6 +345,9 @@ def test_multi_label_defaults_to_bce_with_logits_and_refuses_class_index_losses(
     target = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     loss = model.training_step({"image": torch.randn(2, 3, 32, 32), "label": target}, 0)
     assert torch.isfinite(loss) and "train/acc" in logged
+    binary = _tiny(ImageClassifier, num_classes=1, multi_label=True)  # one sigmoid output
+    batch = {"image": torch.randn(2, 3, 32, 32), "label": torch.tensor([[1.0], [0.0]])}
+    assert torch.isfinite(binary.training_step(batch, 0))
     with pytest.raises(ValueError, match=r"multi_label=True.*class indices"):
         _tiny(ImageClassifier, num_classes=4, multi_label=True, loss_fn="cross_entropy")
 

@@ -236,11 +236,15 @@ def adapt_to_loss(
         >>> p[0, 0].item(), t.tolist()
         (0.5, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     """
-    exclusive = class_dim is not None and not multi_label and loss.target == "class_indices"
+    softmax_dim = class_dim if not multi_label and loss.target == "class_indices" else None
     if loss.expects == "probabilities":
-        prediction = prediction.softmax(class_dim) if exclusive else prediction.sigmoid()
+        prediction = (
+            prediction.sigmoid() if softmax_dim is None else prediction.softmax(softmax_dim)
+        )
     elif loss.expects == "log_probabilities":
-        prediction = prediction.log_softmax(class_dim) if exclusive else F.logsigmoid(prediction)
+        prediction = (
+            F.logsigmoid(prediction) if softmax_dim is None else prediction.log_softmax(softmax_dim)
+        )
     if loss.target == "dense":
         if not target.is_floating_point() and class_dim is not None and not multi_label:
             target = _one_hot(target, prediction.shape[class_dim], class_dim, ignore_index)
@@ -395,7 +399,8 @@ class TaskModel(LightningModule):
 
         The schedule length is ``trainer.estimated_stepping_batches``.
         """
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for param in self.parameters():
             if param.requires_grad:
                 (no_decay if param.ndim <= 1 else decay).append(param)

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy
+from torchmetrics import Metric
+from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy, MultilabelAccuracy
 
 from autotimm.losses.resolve import LossLike, resolve_loss
 from autotimm.models._base import (
@@ -103,12 +104,8 @@ class ImageClassifier(TaskModel):
         self.num_classes = num_classes
         self.multi_label = multi_label
         self.in_chans = 3
-        if multi_label:
-            self.train_acc = MultilabelAccuracy(num_labels=max(num_classes, 2))
-            self.val_acc = MultilabelAccuracy(num_labels=max(num_classes, 2))
-        else:
-            self.train_acc = MulticlassAccuracy(num_classes=max(num_classes, 2), average="micro")
-            self.val_acc = MulticlassAccuracy(num_classes=max(num_classes, 2), average="micro")
+        self.train_acc = _accuracy(num_classes, multi_label)
+        self.val_acc = _accuracy(num_classes, multi_label)
         self.save_hyperparameters(
             {
                 "backbone": backbone,
@@ -146,7 +143,8 @@ class ImageClassifier(TaskModel):
         self.log_loss(stage, loss, {"loss": self.loss}, batch_size=images.shape[0])
         metric = self.train_acc if stage == "train" else self.val_acc
         if self.multi_label:
-            metric(logits.detach().sigmoid()[:, : metric.num_labels], labels.long())
+            probs = logits.detach().sigmoid()
+            metric(probs.squeeze(1) if self.num_classes == 1 else probs, labels.long())
         else:
             metric(logits.detach().argmax(1), labels)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
@@ -165,3 +163,9 @@ class ImageClassifier(TaskModel):
         images = images_of(batch)
         logits = self(images)
         return logits.sigmoid() if self.multi_label else logits.softmax(1)
+
+
+def _accuracy(num_classes: int, multi_label: bool) -> Metric:
+    if multi_label:
+        return MultilabelAccuracy(num_labels=num_classes) if num_classes > 1 else BinaryAccuracy()
+    return MulticlassAccuracy(num_classes=max(num_classes, 2), average="micro")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -264,10 +264,8 @@ class ObjectDetector(TaskModel):
         self.loss = self.criterion.module
 
         self.backbone = create_backbone(backbone, pretrained=pretrained, features_only=True)
-        reductions, channels = (
-            self.backbone.feature_info.reduction(),
-            self.backbone.feature_info.channels(),
-        )
+        info = cast(Any, self.backbone).feature_info
+        reductions, channels = info.reduction(), info.channels()
         if len(reductions) < 3 or not (reductions[-3] < reductions[-2] < reductions[-1]):
             raise ValueError(
                 f"backbone {backbone!r} must provide three feature levels of increasing stride "
@@ -349,7 +347,7 @@ class ObjectDetector(TaskModel):
             outputs["box_regression"],
             outputs["centerness"],
         )
-        shapes = [tuple(level.shape[-2:]) for level in cls_levels]
+        shapes = [(int(level.shape[-2]), int(level.shape[-1])) for level in cls_levels]
         device = cls_levels[0].device
         points = fcos_locations(shapes, self.strides, device)
         strides = torch.cat(
@@ -425,7 +423,7 @@ class ObjectDetector(TaskModel):
         was_training = self.training
         self.eval()
         try:
-            return self._postprocess(self(images), tuple(images.shape[-2:]))
+            return self._postprocess(self(images), (int(images.shape[-2]), int(images.shape[-1])))
         finally:
             self.train(was_training)
 
@@ -505,16 +503,14 @@ class ObjectDetector(TaskModel):
             self._map_updates += 1
             self.val_map.update(
                 [self._map_prediction(p) for p in predictions],
-                [self._map_target(t, tuple(images.shape[-2:])) for t in targets],
+                [self._map_target(t) for t in targets],
             )
         return loss
 
     def _map_prediction(self, prediction: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {k: prediction[k] for k in ("boxes", "scores", "labels")}
 
-    def _map_target(
-        self, target: Mapping[str, Tensor], image_size: tuple[int, int]
-    ) -> dict[str, Tensor]:
+    def _map_target(self, target: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {"boxes": target["boxes"].float(), "labels": target["labels"].long()}
 
     def _log_map(self, stage: str) -> None:
@@ -543,6 +539,6 @@ def _mean_average_precision(iou_types: tuple[str, ...]) -> Any:
     try:
         from torchmetrics.detection import MeanAveragePrecision
 
-        return MeanAveragePrecision(box_format="xyxy", iou_type=iou_types)
+        return MeanAveragePrecision(box_format="xyxy", iou_type=cast(Any, iou_types))
     except (ImportError, ModuleNotFoundError):
         return None

@@ -156,15 +156,16 @@ class InstanceSegmentor(ObjectDetector):
         detection = self.detection_loss(self._head(pyramid), targets)
         boxes = [t["boxes"].float() for t in targets]
         labels = [t["labels"].long() for t in targets]
-        logits = self.mask_logits(pyramid, boxes, labels, tuple(images.shape[-2:]))
+        image_size = (int(images.shape[-2]), int(images.shape[-1]))
+        logits = self.mask_logits(pyramid, boxes, labels, image_size)
         mask_targets = self.mask_targets(targets).to(logits)
         if logits.shape[0] == 0:
             mask = logits.sum() * 0.0  # no boxes in this batch: keep the graph, add nothing
         else:
-            prediction, target = adapt_to_loss(
+            prediction, mask_target = adapt_to_loss(
                 self.mask_criterion, logits, mask_targets, class_dim=None
             )
-            mask = self.mask_loss(prediction, target)
+            mask = self.mask_loss(prediction, mask_target)
         return detection + self.mask_weight * mask, {"detection": self.loss, "mask": mask}
 
     # ------------------------------------------------------------------ inference
@@ -197,10 +198,8 @@ class InstanceSegmentor(ObjectDetector):
         finally:
             self.train(was_training)
 
-    def _map_target(
-        self, target: Mapping[str, Tensor], image_size: tuple[int, int]
-    ) -> dict[str, Tensor]:
-        return {**super()._map_target(target, image_size), "masks": target["masks"].bool()}
+    def _map_target(self, target: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {**super()._map_target(target), "masks": target["masks"].bool()}
 
     def _map_prediction(self, prediction: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {**super()._map_prediction(prediction), "masks": prediction["masks"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -116,7 +116,7 @@ class SemanticSegmentor(TaskModel):
         warn_unused(self.criterion, {"class_weights": weights})
         self.loss = self.criterion.module
         self.backbone = create_backbone(backbone, pretrained=pretrained, features_only=True)
-        info = self.backbone.feature_info
+        info = cast(Any, self.backbone).feature_info
         reductions, channels = info.reduction(), info.channels()
         self.low_index = next((i for i, r in enumerate(reductions) if r >= 4), 0)
         self.high_index = len(reductions) - 1
