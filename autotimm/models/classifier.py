@@ -144,7 +144,9 @@ class ImageClassifier(TaskModel):
         metric = self.train_acc if stage == "train" else self.val_acc
         if self.multi_label:
             probs = logits.detach().sigmoid()
-            metric(probs.squeeze(1) if self.num_classes == 1 else probs, labels.long())
+            if self.num_classes == 1:  # BinaryAccuracy
+                probs, labels = probs.reshape(-1), labels.reshape(-1)
+            metric(probs, labels.long())
         else:
             metric(logits.detach().argmax(1), labels)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
