@@ -160,3 +160,9 @@ def test_block_runs_as_written(code: str, seed_page_env: Path) -> None:
         assert any("deprecated" in m for m in messages)
     if "balanced_ce" in code:  # required class_weights filled in with a neutral default
         assert any("requires 'class_weights'" in m for m in messages)
+    trainer = namespace.get("trainer")
+    if trainer is not None:  # the training loop really ran (one batch, fast_dev_run)
+        assert trainer.state.finished and trainer.global_step == 1
+    model = namespace.get("model")
+    if model is not None:  # the last model built by the block is a working autotimm model
+        assert type(model).__module__.startswith("autotimm.models")
