@@ -66,3 +66,13 @@ def test_a_tiny_demo_run_trains_prints_and_draws(
     with Image.open(tmp_path / "comparison.png") as figure:
         assert figure.format == "PNG" and figure.width > 300 and figure.height > 300
     assert (tmp_path / "data" / "train" / "images").is_dir()  # real files in the real layout
+
+
+@pytest.mark.slow
+def test_the_default_demo_reaches_the_promised_quality(tmp_path: Path) -> None:
+    """The README's first command: default losses, epochs and data; the best mIoU >= 0.5."""
+    results = run_demo(out=tmp_path, trainer_kwargs={"enable_progress_bar": False})
+    assert [r.loss for r in results] == ["dice", "focal_pixelwise", "combined_segmentation"]
+    assert max(r.miou for r in results) >= 0.5
+    for r in results:
+        assert r.curve[-1] < r.curve[0], f"{r.loss} did not learn: {r.curve}"
