@@ -200,9 +200,10 @@ def create_backbone(backbone: str, *, pretrained: bool, **kwargs: Any) -> nn.Mod
         if not _is_download_error(error):
             raise
         where = "the Hugging Face Hub is unreachable or offline mode is on" if offline else ""
+        reason = str(error).rstrip(".")
         raise RuntimeError(
             f"Pretrained weights for backbone {backbone!r} could not be fetched"
-            f"{' (' + where + ')' if where else ''}: {type(error).__name__}: {error}. "
+            f"{' (' + where + ')' if where else ''}: {type(error).__name__}: {reason}. "
             f"{_OFFLINE_HINT}"
         ) from error
 
