@@ -199,3 +199,14 @@ def test_duplicate_stems(seg_copy: Path) -> None:
 def test_constructor_checks(seg_root: Path) -> None:
     with pytest.raises(ValueError, match="num_classes"):
         SegmentationDataModule(seg_root, num_classes=0)
+
+
+def test_hyperparameters_are_plain_data_for_weights_only_checkpoints(tmp_path: Path) -> None:
+    root = make_segmentation_dataset(tmp_path, num_train=2, num_val=1, image_size=32)
+    assert isinstance(root, Path)
+    data = SegmentationDataModule(root, image_size=32)
+    assert data.hparams["data_dir"] == str(root)
+    assert "num_classes" not in data.hparams  # unset: must not clash with the model's
+    path = tmp_path / "hp.pt"
+    torch.save(dict(data.hparams), path)
+    assert torch.load(path, weights_only=True)["data_dir"] == str(root)

@@ -144,7 +144,7 @@ def test_schema_reads_types_defaults_constraints_literals_and_docs(registry: Los
     assert properties["mode"]["enum"] == ["mean", "sum"]
     assert properties["scale"]["description"] == "Multiplies the loss; must be positive."
     assert properties["num_classes"]["description"] == "How many classes the logits have."
-    assert properties["weight"]["anyOf"][0]["type"] == "array"
+    assert properties["weight"]["anyOf"][0]["title"] == "Tensor"
 
 
 def test_tensor_parameters_accept_tensors_and_number_lists(registry: LossRegistry) -> None:

@@ -178,3 +178,12 @@ def test_resolve_loss_reports_bad_plain_data_as_loss_config_error() -> None:
     )
     assert resolved.spec == LossSpec(name="dice", params={"smooth": 0.5, "num_classes": 3})
     assert resolved.module.smooth == 0.5 and resolved.module.num_classes == 3
+
+
+def test_tensor_parameters_take_plain_numbers_and_round_trip_through_specs() -> None:
+    mask = get_loss("mask", pos_weight=2.0)
+    assert torch.equal(mask.pos_weight, torch.tensor(2.0))
+    spec = get_loss_registry().spec_of(mask)
+    assert spec == LossSpec(name="mask", params={"pos_weight": 2.0})
+    rebuilt = LossSpec.model_validate_json(spec.model_dump_json()).build()
+    assert torch.equal(rebuilt.pos_weight, torch.tensor(2.0))

@@ -128,6 +128,7 @@ class ImageDataModule(BaseImageDataModule):
             verify_images=verify_images,
         )
         self.save_hyperparameters()
+        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
         self._class_names: list[str] | None = None
 
     @property

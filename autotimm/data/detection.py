@@ -382,6 +382,7 @@ class DetectionDataModule(BaseImageDataModule):
         if min_box_size < 1:
             raise ValueError(f"min_box_size must be >= 1 pixel, got {min_box_size}")
         self.save_hyperparameters()
+        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
         self.min_box_size = min_box_size
         self.collate_fn = detection_collate
         self._categories: list[CocoCategory] | None = None

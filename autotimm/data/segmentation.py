@@ -183,6 +183,7 @@ class SegmentationDataModule(BaseImageDataModule):
         # Lightning refuses to log a model and a data module whose shared hparams differ; an
         # unset num_classes (None) must not clash with the model's.
         self.save_hyperparameters(ignore=["num_classes"] if num_classes is None else [])
+        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
         self.ignore_index = ignore_index
         self.num_classes = num_classes
 

@@ -50,12 +50,14 @@ __all__ = [
 def _to_tensor(value: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a scalar weight
+        return torch.tensor(float(value))
     if isinstance(value, (list, tuple)) and not _contains_str(value):
         try:
             return torch.as_tensor(value, dtype=torch.get_default_dtype())
         except (TypeError, ValueError, RuntimeError):
             pass
-    raise ValueError("expected a tensor or a (nested) list of numbers")
+    raise ValueError("expected a tensor, a number or a (nested) list of numbers")
 
 
 def _contains_str(value: Any) -> bool:
@@ -84,9 +86,11 @@ class _TensorField:
     def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> JsonSchemaValue:
         return {
             "title": "Tensor",
-            "type": "array",
-            "items": {"anyOf": [{"type": "number"}, {"type": "array"}]},
-            "description": "a tensor, or a (nested) list of numbers",
+            "anyOf": [
+                {"type": "number"},
+                {"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "array"}]}},
+            ],
+            "description": "a tensor, a number, or a (nested) list of numbers",
         }
 
 

@@ -7,6 +7,7 @@ Boxes are ``x1, y1, x2, y2``. Values match torchvision's ``sigmoid_focal_loss`` 
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, ClassVar
 
 import torch
@@ -226,6 +227,15 @@ class CenternessLoss(nn.Module):
 def _component(value: str | nn.Module, argument: str) -> nn.Module:
     """A module as given, or the registered loss ``value`` built with ``reduction="sum"``."""
     if isinstance(value, nn.Module):
+        reduction = getattr(value, "reduction", "sum")
+        if reduction != "sum":  # FCOS normalises summed terms itself; a mean would shrink them
+            warnings.warn(
+                f"fcos {argument}: the criterion expects a summed loss, but "
+                f"{type(value).__name__} has reduction={reduction!r}; pass its registry name "
+                "(built with reduction='sum') or an instance with reduction='sum'",
+                UserWarning,
+                stacklevel=4,
+            )
         return value
     from autotimm.losses._schema import ArgumentProblem, LossConfigError
     from autotimm.losses.registry import get_loss_registry
