@@ -30,7 +30,23 @@ _LAZY_EXPORTS: dict[str, str] = {
     "register_loss": "autotimm.losses",
 }
 
-__all__ = [*sorted(_LAZY_EXPORTS), "__version__"]
+__all__ = [
+    "AutoTrainer",
+    "DetectionDataModule",
+    "ImageClassifier",
+    "ImageDataModule",
+    "InstanceSegmentationDataModule",
+    "InstanceSegmentor",
+    "LossSpec",
+    "ObjectDetector",
+    "SegmentationDataModule",
+    "SemanticSegmentor",
+    "__version__",
+    "get_loss_registry",
+    "list_available_losses",
+    "register_custom_loss",
+    "register_loss",
+]
 
 if TYPE_CHECKING:
     from autotimm.data import (

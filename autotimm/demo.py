@@ -56,7 +56,9 @@ def parse_losses(text: str) -> list[tuple[str, dict[str, Any]]]:
         for assignment in assignments:
             key, sep, raw = assignment.partition("=")
             if not sep or not key:
-                raise ValueError(f"expected key=value after {name!r} in --losses, got {assignment!r}")
+                raise ValueError(
+                    f"expected key=value after {name!r} in --losses, got {assignment!r}"
+                )
             try:
                 kwargs[key] = json.loads(raw)
             except json.JSONDecodeError:
@@ -195,7 +197,9 @@ def run_demo(
 
 def format_results(results: Sequence[DemoResult]) -> str:
     """The results table: loss, validation mIoU and pixel accuracy, final train loss, time."""
-    lines = [f"{'loss':<26}{'val mIoU':>10}{'val pixel acc':>15}{'final train loss':>18}{'seconds':>9}"]
+    lines = [
+        f"{'loss':<26}{'val mIoU':>10}{'val pixel acc':>15}{'final train loss':>18}{'seconds':>9}"
+    ]
     lines.append("-" * len(lines[0]))
     for r in results:
         lines.append(

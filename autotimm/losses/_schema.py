@@ -216,8 +216,8 @@ def parse_param_docs(doc: str | None) -> dict[str, str]:
                 match = (_NUMPY_ITEM if numpy_style else _GOOGLE_ITEM).match(stripped)
                 if match is None:
                     break
-                current = match.group(1).lstrip("*")
-                first = "" if numpy_style else match.group(3)
+                current = str(match.group(1)).lstrip("*")
+                first = "" if numpy_style else str(match.group(3))
                 found[current] = first.strip()
             elif current is not None:
                 found[current] = f"{found[current]} {stripped}".strip()
