@@ -381,6 +381,19 @@ class TaskModel(LightningModule):
     warmup_ratio: float
     scheduler: SchedulerName
 
+    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+        """Loss (and metrics) of one batch for ``stage`` ``"train"``, ``"val"`` or ``"test"``."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
     def _set_optim(
         self, lr: float, weight_decay: float, warmup_ratio: float, scheduler: SchedulerName
     ) -> None:

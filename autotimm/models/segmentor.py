@@ -202,15 +202,6 @@ class SemanticSegmentor(TaskModel):
             self.log(f"{stage}/pixel_acc", self.val_pixel_acc, on_epoch=True)
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "test")
-
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = images_of(batch)
         return self(images).argmax(1)
