@@ -52,16 +52,31 @@ class ResolvedLoss:
         """What the loss takes as target (``"class_indices"`` when unknown)."""
         return self.entry.target if self.entry is not None else "class_indices"
 
-    def to_hparam(self) -> dict[str, Any] | str:
+    def to_hparam(self, context: Mapping[str, Any] | None = None) -> dict[str, Any] | str:
         """What a checkpoint stores: the spec as plain data, or a marker that names the class.
 
-        Loading a checkpoint whose marker names an unregistered class asks for the loss again
-        (see :func:`resolve_loss`), rather than silently training with a different one.
+        Loading passes the stored spec through :func:`resolve_loss` with the model's
+        ``context`` again, which fills parameters the spec leaves out. So every parameter the
+        context names is written down explicitly (with the loss's own default where an
+        instance did not set it): the reloaded loss is this one, not one with the context's
+        value. A marker naming an unregistered class makes loading ask for the loss again,
+        rather than silently training with a different one.
+
+        Example:
+            >>> from autotimm.losses import get_loss
+            >>> resolve_loss(get_loss("dice", smooth=0.5)).to_hparam({"ignore_index": 0})
+            {'name': 'dice', 'params': {'smooth': 0.5, 'ignore_index': 255}}
         """
-        if self.spec is not None:
-            return self.spec.model_dump(mode="json")
-        cls = type(self.module)
-        return f"{_UNREGISTERED}{cls.__module__}.{cls.__qualname__}"
+        if self.spec is None or self.entry is None:
+            cls = type(self.module)
+            return f"{_UNREGISTERED}{cls.__module__}.{cls.__qualname__}"
+        params = dict(self.spec.params)
+        for parameter in self.entry.parameters:
+            name = parameter.name
+            given = context is not None and context.get(name) is not None
+            if given and name not in params and not parameter.required:
+                params[name] = parameter.default
+        return LossSpec(name=self.spec.name, params=params).model_dump(mode="json")
 
 
 def resolve_loss(

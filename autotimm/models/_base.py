@@ -33,7 +33,6 @@ __all__ = [
     "check_num_classes",
     "create_backbone",
     "images_of",
-    "loss_hparam",
     "plain_hparam",
     "warn_unused",
 ]
@@ -294,33 +293,6 @@ def warn_unused(loss: ResolvedLoss, values: Mapping[str, Any], argument: str = "
 
 
 # --------------------------------------------------------------------------- hyperparameters
-def loss_hparam(loss: ResolvedLoss, context: Mapping[str, Any]) -> dict[str, Any] | str:
-    """What a checkpoint stores for a loss: ``loss.to_hparam()``, made reload-stable.
-
-    Loading passes the stored spec through ``resolve_loss`` with the model's context again,
-    which fills parameters the spec leaves out. So every context-named parameter the loss
-    takes is written down explicitly, with its default if the loss was given as an instance
-    that did not set it: the reloaded loss is the same one, not one with the context's value.
-
-    Example:
-        >>> from autotimm.losses import get_loss
-        >>> from autotimm.losses.resolve import resolve_loss
-        >>> loss_hparam(resolve_loss(get_loss("dice", smooth=0.5)), {"ignore_index": 0})
-        {'name': 'dice', 'params': {'smooth': 0.5, 'ignore_index': 255}}
-    """
-    if loss.spec is None or loss.entry is None:
-        return loss.to_hparam()
-    params = dict(loss.spec.params)
-    for parameter in loss.entry.parameters:
-        name = parameter.name
-        given = name in context and context[name] is not None
-        if given and name not in params and not parameter.required:
-            params[name] = parameter.default
-    from autotimm.losses.spec import LossSpec
-
-    return LossSpec(name=loss.spec.name, params=params).model_dump(mode="json")
-
-
 def plain_hparam(value: Any) -> Any:
     """Tensors to lists, tuples to lists, recursively: what ``torch.load(weights_only=True)``
     and every logger accept.

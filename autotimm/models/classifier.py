@@ -19,7 +19,6 @@ from autotimm.models._base import (
     check_num_classes,
     create_backbone,
     images_of,
-    loss_hparam,
     plain_hparam,
     warn_unused,
 )
@@ -110,7 +109,7 @@ class ImageClassifier(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "loss_fn": loss_hparam(self.criterion, context),
+                "loss_fn": self.criterion.to_hparam(context),
                 "loss_kwargs": None,  # merged into loss_fn's params
                 "multi_label": multi_label,
                 "class_weights": plain_hparam(weights),

@@ -26,7 +26,6 @@ from autotimm.models._base import (
     check_num_classes,
     create_backbone,
     images_of,
-    loss_hparam,
 )
 from autotimm.models.heads import FCOSHead
 
@@ -293,8 +292,8 @@ class ObjectDetector(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "cls_loss_fn": loss_hparam(self.cls_criterion, context),
-                "reg_loss_fn": loss_hparam(self.reg_criterion, context),
+                "cls_loss_fn": self.cls_criterion.to_hparam(context),
+                "reg_loss_fn": self.reg_criterion.to_hparam(context),
                 "cls_loss_kwargs": None,  # merged into cls_loss_fn's params
                 "reg_loss_kwargs": None,
                 "cls_weight": cls_weight,

@@ -11,7 +11,7 @@ from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from autotimm.losses.resolve import LossLike, ResolvedLoss, resolve_loss
-from autotimm.models._base import adapt_to_loss, loss_hparam
+from autotimm.models._base import adapt_to_loss
 from autotimm.models.detector import DetectionTargets, ObjectDetector
 from autotimm.models.heads import MaskHead
 
@@ -92,7 +92,7 @@ class InstanceSegmentor(ObjectDetector):
         self.save_hyperparameters(
             {
                 **self.hparams,
-                "mask_loss_fn": loss_hparam(mask_criterion, context),
+                "mask_loss_fn": mask_criterion.to_hparam(context),
                 "mask_loss_kwargs": None,  # merged into mask_loss_fn's params
                 "mask_weight": mask_weight,
                 "mask_channels": mask_channels,

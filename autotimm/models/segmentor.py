@@ -20,7 +20,6 @@ from autotimm.models._base import (
     check_num_classes,
     create_backbone,
     images_of,
-    loss_hparam,
     plain_hparam,
     warn_unused,
 )
@@ -139,7 +138,7 @@ class SemanticSegmentor(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "loss_fn": loss_hparam(self.criterion, context),
+                "loss_fn": self.criterion.to_hparam(context),
                 "loss_kwargs": None,  # merged into loss_fn's params
                 "loss_type": None,  # translated into loss_fn
                 "ce_weight": ce_weight,
