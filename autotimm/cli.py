@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare segmentation losses on a generated dataset",
         description="Generate a small synthetic segmentation dataset, train a SemanticSegmentor "
         "once per loss, print a results table and write a comparison figure.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     demo.add_argument(
         "--losses",
