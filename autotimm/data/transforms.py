@@ -107,7 +107,43 @@ def _to_float_normalized(
     ]
 
 
-class ClassificationTransform:
+class _Transform:
+    """What the three transforms share: settings, and the resize/flip/normalise pipeline.
+
+    Subclasses add steps between the geometry and the normalisation (``_target_steps``) and
+    define ``__call__`` for their inputs.
+    """
+
+    def __init__(
+        self,
+        image_size: int | Sequence[int],
+        *,
+        train: bool,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        hflip_prob: float = 0.5,
+    ) -> None:
+        self.size = resolve_image_size(image_size)
+        self.train = train
+        self.mean, self.std = resolve_mean_std(mean, std)
+        self.hflip_prob = _check_prob(hflip_prob)
+        self.pipeline = v2.Compose(
+            [
+                v2.ToImage(),
+                *_geometry(self.size, train, self.hflip_prob),
+                *self._target_steps(),
+                *_to_float_normalized(self.mean, self.std),
+            ]
+        )
+
+    def _target_steps(self) -> list[v2.Transform]:
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(train={self.train}, {self.pipeline!r})"
+
+
+class ClassificationTransform(_Transform):
     """Image-only transform: resize, (train) random h-flip, to float, normalise.
 
     Args:
@@ -122,35 +158,11 @@ class ClassificationTransform:
         torch.Size([3, 32, 32])
     """
 
-    def __init__(
-        self,
-        image_size: int | Sequence[int],
-        *,
-        train: bool,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        hflip_prob: float = 0.5,
-    ) -> None:
-        self.size = resolve_image_size(image_size)
-        self.train = train
-        self.mean, self.std = resolve_mean_std(mean, std)
-        self.hflip_prob = _check_prob(hflip_prob)
-        self.pipeline = v2.Compose(
-            [
-                v2.ToImage(),
-                *_geometry(self.size, train, self.hflip_prob),
-                *_to_float_normalized(self.mean, self.std),
-            ]
-        )
-
     def __call__(self, image: ImageInput) -> torch.Tensor:
         return self.pipeline(image).as_subclass(torch.Tensor)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(train={self.train}, {self.pipeline!r})"
 
-
-class SegmentationTransform:
+class SegmentationTransform(_Transform):
     """Joint image + semantic mask transform; the mask comes back as ``long [H, W]``.
 
     Example:
@@ -160,38 +172,14 @@ class SegmentationTransform:
         (torch.Size([3, 32, 32]), torch.Size([32, 32]), torch.int64)
     """
 
-    def __init__(
-        self,
-        image_size: int | Sequence[int],
-        *,
-        train: bool,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        hflip_prob: float = 0.5,
-    ) -> None:
-        self.size = resolve_image_size(image_size)
-        self.train = train
-        self.mean, self.std = resolve_mean_std(mean, std)
-        self.hflip_prob = _check_prob(hflip_prob)
-        self.pipeline = v2.Compose(
-            [
-                v2.ToImage(),
-                *_geometry(self.size, train, self.hflip_prob),
-                *_to_float_normalized(self.mean, self.std),
-            ]
-        )
-
     def __call__(self, image: ImageInput, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if mask.ndim != 2:
             raise ValueError(f"mask must be [H, W], got shape {tuple(mask.shape)}")
         out = self.pipeline({"image": image, "mask": tv_tensors.Mask(mask)})
         return out["image"].as_subclass(torch.Tensor), out["mask"].as_subclass(torch.Tensor).long()
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(train={self.train}, {self.pipeline!r})"
 
-
-class DetectionTransform:
+class DetectionTransform(_Transform):
     """Joint image + boxes (+ instance masks) transform for detection / instance segmentation.
 
     Boxes are ``[K, 4]`` ``x1, y1, x2, y2`` pixels of the input image; the output boxes are in
@@ -216,20 +204,14 @@ class DetectionTransform:
         hflip_prob: float = 0.5,
         min_box_size: float = 1.0,
     ) -> None:
-        self.size = resolve_image_size(image_size)
-        self.train = train
-        self.mean, self.std = resolve_mean_std(mean, std)
-        self.hflip_prob = _check_prob(hflip_prob)
-        self.min_box_size = float(min_box_size)
-        self.pipeline = v2.Compose(
-            [
-                v2.ToImage(),
-                *_geometry(self.size, train, self.hflip_prob),
-                v2.ClampBoundingBoxes(),
-                v2.SanitizeBoundingBoxes(min_size=self.min_box_size, labels_getter="default"),
-                *_to_float_normalized(self.mean, self.std),
-            ]
-        )
+        self.min_box_size = float(min_box_size)  # read by _target_steps while building
+        super().__init__(image_size, train=train, mean=mean, std=std, hflip_prob=hflip_prob)
+
+    def _target_steps(self) -> list[v2.Transform]:
+        return [
+            v2.ClampBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(min_size=self.min_box_size, labels_getter="default"),
+        ]
 
     def __call__(
         self,
@@ -266,9 +248,6 @@ class DetectionTransform:
         if masks is not None:
             result["masks"] = out["masks"].as_subclass(torch.Tensor)
         return result
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(train={self.train}, {self.pipeline!r})"
 
 
 def _image_hw(image: ImageInput) -> tuple[int, int]:
