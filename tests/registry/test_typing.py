@@ -26,7 +26,7 @@ from autotimm.losses import LossEntry, get_loss_registry
 from autotimm.losses._schema import constructor_of
 from autotimm.losses._typed_lookups import BuiltinLossName, TypedLookups
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SAMPLE = textwrap.dedent(
     """

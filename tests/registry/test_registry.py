@@ -6,7 +6,6 @@ import importlib
 import re
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Annotated, Literal
 
 import pytest
@@ -32,13 +31,6 @@ from autotimm.losses import (
     register_loss,
 )
 from autotimm.losses.registry import _default_name
-
-
-@pytest.fixture
-def registry() -> Iterator[LossRegistry]:
-    """The global registry, restored after the test."""
-    with get_loss_registry().temporary() as reg:
-        yield reg
 
 
 class ScaledLoss(nn.Module):
