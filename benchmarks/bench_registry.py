@@ -9,53 +9,63 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._timing import interleaved, interleaved_commands
+from benchmarks._table import Row
+from benchmarks._timing import interleaved_commands, interleaved_many
+
+__all__ = ["run"]
 
 
-def run(rounds: int = 31, import_rounds: int = 9) -> list[dict[str, Any]]:
-    """Measure and return one row per comparison."""
+def run(rounds: int = 31, import_rounds: int = 9) -> list[Row]:
+    """Measure and return one row per comparison (run at the caller's thread count)."""
+    import torch
+
     from autotimm.losses import FocalLoss, get_loss
 
-    get_median, direct_median = interleaved(
-        lambda: get_loss("focal", alpha=0.3, gamma=2.5),
-        lambda: FocalLoss(alpha=0.3, gamma=2.5),
+    timing = interleaved_many(
+        [
+            lambda: get_loss("focal", alpha=0.3, gamma=2.5),
+            lambda: FocalLoss(alpha=0.3, gamma=2.5),
+        ],
         rounds=rounds,
-        number=2000,
+        warmup=1,
+        numbers=[2000, 2000],
     )
-    ours_import, peer_import = interleaved_commands(
+    get_median, direct_median = timing.median(0), timing.median(1)
+    imports = interleaved_commands(
         "import autotimm.losses", "import torch, pydantic", rounds=import_rounds
     )
     return [
-        {
-            "benchmark": "get_loss('focal', alpha=0.3, gamma=2.5) vs FocalLoss(...)",
-            "ours": f"{get_median * 1e6:.1f} us",
-            "peer": f"{direct_median * 1e6:.1f} us",
-            "ratio": get_median / direct_median,
-            "target": "< 2",
-            "note": f"overhead {(get_median - direct_median) * 1e6:.1f} us/call (target < 10)",
-        },
-        {
-            "benchmark": "import autotimm.losses vs import torch, pydantic",
-            "ours": f"{ours_import * 1e3:.0f} ms",
-            "peer": f"{peer_import * 1e3:.0f} ms",
-            "ratio": ours_import / peer_import,
-            "target": "< 1.15",
-            "note": "fresh interpreter each",
-        },
+        Row(
+            key="registry",
+            benchmark="get_loss('focal', alpha=0.3, gamma=2.5) vs FocalLoss(...)",
+            threads=str(torch.get_num_threads()),
+            ours=f"{get_median * 1e6:.1f} us",
+            peer=f"{direct_median * 1e6:.1f} us",
+            ratio=timing.ratio(0, 1),
+            target="< 2",
+            note=f"overhead {(get_median - direct_median) * 1e6:.1f} us/call (target < 10)",
+        ),
+        Row(
+            key="import",
+            benchmark="import autotimm.losses vs import torch, pydantic",
+            threads="-",
+            ours=f"{imports.median(0) * 1e3:.0f} ms",
+            peer=f"{imports.median(1) * 1e3:.0f} ms",
+            ratio=imports.ratio(0, 1),
+            target="< 1.15",
+            note="fresh interpreter each, wall time",
+        ),
     ]
 
 
 def main() -> None:
-    for row in run():
-        print(
-            f"{row['benchmark']}: ours {row['ours']}, peer {row['peer']}, "
-            f"ratio {row['ratio']:.2f} (target {row['target']}); {row['note']}"
-        )
+    from benchmarks._table import to_markdown
+
+    print(to_markdown(run()))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -23,7 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks._timing import interleaved
+from benchmarks._table import Row
+from benchmarks._timing import interleaved_many
+
+__all__ = ["PlainSegmentation", "run"]
 
 BACKBONE = "resnet10t"
 NUM_CLASSES = 4
@@ -58,9 +60,8 @@ class PlainSegmentation(lightning.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=1e-3)
 
 
-def run(
-    rounds: int = 7, steps: int = 4, image_size: int = 64, batch_size: int = 8
-) -> list[dict[str, Any]]:
+def run(rounds: int = 7, steps: int = 4, image_size: int = 64, batch_size: int = 8) -> list[Row]:
+    """One row: seconds per training step of ours and the peer, interleaved."""
     from autotimm import SemanticSegmentor
 
     torch.manual_seed(0)
@@ -88,23 +89,27 @@ def run(
             warnings.simplefilter("ignore")
             trainer.fit(model, train_dataloaders=loader)
 
-    ours, peer = interleaved(lambda: fit(ours_model), lambda: fit(peer_model), rounds=rounds)
+    timing = interleaved_many(
+        [lambda: fit(ours_model), lambda: fit(peer_model)], rounds=rounds, warmup=1, numbers=[1, 1]
+    )
     return [
-        {
-            "benchmark": (
+        Row(
+            key="training",
+            benchmark=(
                 f"SemanticSegmentor training step ({BACKBONE}, {batch_size}x{image_size}px) "
                 "vs the same network + hand-written loss in a plain LightningModule"
             ),
-            "ours": f"{ours / steps * 1e3:.0f} ms/step",
-            "peer": f"{peer / steps * 1e3:.0f} ms/step",
-            "ratio": ours / peer,
-            "target": "<= 1.05",
-            "note": f"{steps} steps per fit, Trainer set-up included for both",
-        }
+            threads=str(torch.get_num_threads()),
+            ours=f"{timing.median(0) / steps * 1e3:.0f} ms/step",
+            peer=f"{timing.median(1) / steps * 1e3:.0f} ms/step",
+            ratio=timing.ratio(0, 1),
+            target="<= 1.05",
+            note=f"{steps} steps per fit, Trainer set-up included for both",
+        )
     ]
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(f"{row['benchmark']}:")
-        print(f"  ours {row['ours']}, peer {row['peer']}, ratio {row['ratio']:.3f}")
+    from benchmarks._table import to_markdown
+
+    print(to_markdown(run()))

@@ -1,112 +1,158 @@
 """Every benchmark in one table: ``python -m benchmarks`` or ``python benchmarks/run.py``.
 
-Each row is measured interleaved against its peer in the same run (medians of alternating
-rounds) and reported as a ratio ours / peer. ``--write-docs`` also rewrites the table in
-``docs/benchmarks.md`` with the machine it ran on and the command that produced it.
+The table is printed under a line naming the machine (CPU model, vector instruction set,
+torch's CPU kernels, thread counts, load): figures differ across CPUs and thread counts, so a
+table means nothing without it. Each loss runs at 1 thread and at all threads, against its
+floor (the cheapest forward + backward of its activation) and its peer, interleaved in the
+same run. ``--write-docs`` rewrites the table in ``docs/benchmarks.md`` together with the
+machine line and the command that produced it. The exit status is 1 when a row could not run
+(``ERROR``), 0 otherwise; missed targets are reported in the table, not in the status.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_losses, bench_registry, bench_training  # noqa: E402
+from benchmarks import bench_cli, bench_losses, bench_registry, bench_training  # noqa: E402
+from benchmarks._machine import all_threads, machine_line  # noqa: E402
+from benchmarks._table import Row, to_markdown  # noqa: E402
+
+__all__ = ["DOCS", "collect", "main", "summary", "write_docs"]
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- BEGIN BENCHMARK TABLE -->", "<!-- END BENCHMARK TABLE -->"
 
-LOSS_TARGETS = {"dice": "<= 0.8", "focal": "<= 0.6", "giou": "<= 1.0"}
+# what ``--only`` accepts besides loss names
+SECTIONS = ("registry", "import", "training", "fit")
 
 
-def _loss_rows(rounds: int) -> list[dict[str, Any]]:
-    rows = []
-    for row in bench_losses.run(rounds=rounds):
-        rows.append(
-            {
-                "benchmark": f"{row['name']} forward+backward: {row['description']}",
-                "ours": f"{row['ours_ms']:.1f} ms, {row['ours_peak_mb']:.0f} MiB peak",
-                "peer": f"{row['peer_ms']:.1f} ms, {row['peer_peak_mb']:.0f} MiB peak",
-                "ratio": row["ratio"],
-                "target": LOSS_TARGETS.get(row["name"], "-") + " (memory <= peer)",
-                "note": "memory ok"
-                if row["ours_peak_mb"] <= row["peer_peak_mb"]
-                else "MEMORY ABOVE PEER",
-            }
-        )
-    return rows
+def _wanted(only: list[str] | None, *keys: str) -> bool:
+    return not only or any(key in only for key in keys)
 
 
-def collect(quick: bool = False) -> list[dict[str, Any]]:
-    """Run every benchmark; ``quick`` uses fewer rounds (for a smoke test, not for figures)."""
-    rows = bench_registry.run(rounds=5 if quick else 31, import_rounds=3 if quick else 9)
-    rows += _loss_rows(rounds=3 if quick else 15)
-    rows += bench_training.run(rounds=3 if quick else 7)
-    return rows
+def collect(
+    quick: bool = False, threads: list[int] | None = None, only: list[str] | None = None
+) -> list[Row]:
+    """Run the benchmarks (those named in ``only``, default all); one row per measurement.
 
-
-def to_markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| benchmark | ours | peer | ratio | target | note |", "|---|---|---|---|---|---|"]
-    for row in rows:
-        lines.append(
-            f"| {row['benchmark']} | {row['ours']} | {row['peer']} | {row['ratio']:.2f} "
-            f"| {row['target']} | {row['note']} |"
-        )
-    return "\n".join(lines)
-
-
-def machine() -> str:
+    ``quick`` uses few rounds and short samples: a smoke test of the runner, not figures.
+    The registry and training rows run at the first thread count, the losses at every one.
+    """
     import torch
 
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), load average {load} "
-        f"at start, {datetime.date.today().isoformat()}"
-    )
+    threads = threads or sorted({1, all_threads()})
+    before = torch.get_num_threads()
+    rows: list[Row] = []
+    try:
+        torch.set_num_threads(threads[0])
+        if _wanted(only, "registry", "import"):
+            registry_rows = bench_registry.run(
+                rounds=5 if quick else 31, import_rounds=3 if quick else 9
+            )
+            rows += [row for row in registry_rows if _wanted(only, row.key)]
+        loss_names = [case.name for case in bench_losses.CASES]
+        if _wanted(only, *loss_names):
+            rows += bench_losses.run(
+                rounds=3 if quick else 15,
+                warmup=1 if quick else 2,
+                names=[name for name in only or [] if name in loss_names] or None,
+                threads=threads,
+                min_sample=0.005 if quick else 0.02,
+            )
+        torch.set_num_threads(threads[0])
+        if _wanted(only, "training"):
+            rows += bench_training.run(rounds=2 if quick else 7, steps=2 if quick else 4)
+        if _wanted(only, "fit"):
+            rows += bench_cli.run(rounds=2 if quick else 7)
+    finally:
+        torch.set_num_threads(before)
+    return rows
 
 
-def write_docs(table: str, where: str) -> None:
-    text = DOCS.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOCS} has no {BEGIN} ... {END} section to replace")
-    head, rest = text.split(BEGIN, 1)
+def summary(rows: list[Row]) -> str:
+    """``"12 rows: 7 pass, 2 FAIL, 3 skipped, 0 ERROR"`` (rows without a target are neither)."""
+    counts = {"pass": 0, "FAIL": 0, "skipped": 0, "ERROR": 0}
+    for row in rows:
+        for word in counts:
+            if row.result.startswith(word):
+                counts[word] += 1
+    return f"{len(rows)} rows: " + ", ".join(f"{n} {word}" for word, n in counts.items())
+
+
+def write_docs(text: str, path: Path = DOCS) -> None:
+    """Replace what lies between the table markers of ``path`` with ``text``."""
+    page = path.read_text()
+    if BEGIN not in page or END not in page:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} section to replace")
+    head, rest = page.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    body = f"\n\nMachine: {where}.\n\nCommand: `python -m benchmarks --write-docs`\n\n{table}\n\n"
-    DOCS.write_text(f"{head}{BEGIN}{body}{END}{tail}")
+    path.write_text(f"{head}{BEGIN}\n\n{text}\n\n{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test")
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="rewrite the table in docs/benchmarks.md"
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=DOCS,
+        help="the page --write-docs rewrites (default: docs/benchmarks.md)",
+    )
     parser.add_argument(
         "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads (default 1: on a loaded 2-core machine multi-threaded "
-        "kernels stall unpredictably, which swamps the ratios)",
+        type=bench_losses.parse_threads,
+        default=None,
+        help="comma-separated torch thread counts for the loss rows, 'all' meaning torch's "
+        f"default ({all_threads()} here); default '1,all'",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help=f"run only these rows: loss names or {', '.join(SECTIONS)}",
     )
     args = parser.parse_args(argv)
-    import torch
+    known = {case.name for case in bench_losses.CASES} | set(SECTIONS)
+    unknown = sorted(set(args.only or []) - known)
+    if unknown:
+        parser.error(f"--only: unknown {unknown}; choose from {sorted(known)}")
+    if args.write_docs and args.only:
+        parser.error("--write-docs writes the whole table: drop --only")
+    threads = args.threads or sorted({1, all_threads()})
 
-    torch.set_num_threads(args.threads)
-    where = machine()
+    where = machine_line(threads)
     print(f"Machine: {where}", flush=True)
-    table = to_markdown(collect(quick=args.quick))
+    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] > (os.cpu_count() or 1)
+    if busy and max(threads) > 1:
+        print(
+            "warning: the machine is busier than its core count; multi-threaded rows then "
+            "measure threads waiting for a core as much as the losses.",
+            file=sys.stderr,
+            flush=True,
+        )
+    rows = collect(quick=args.quick, threads=threads, only=args.only)
+    table = to_markdown(rows)
     print(table)
+    print(summary(rows))
     if args.write_docs:
-        write_docs(table, where)
-        print(f"updated {DOCS}")
-    return 0
+        shown = ["--write-docs"] + (["--quick"] if args.quick else [])
+        if args.threads:
+            shown += ["--threads", ",".join(map(str, threads))]
+        command = shlex.join(["python", "-m", "benchmarks", *shown])
+        write_docs(f"Machine: {where}.\n\nCommand: `{command}`\n\n{table}", args.docs)
+        print(f"updated {args.docs}")
+    return 1 if any(row.error for row in rows) else 0
 
 
 if __name__ == "__main__":
