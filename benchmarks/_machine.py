@@ -11,6 +11,11 @@ import os
 import platform
 from pathlib import Path
 
+import torch
+
+# torch's own default, read before anything here changes it: what "all threads" means
+_DEFAULT_THREADS = max(1, torch.get_num_threads())
+
 __all__ = ["CpuInfo", "all_threads", "cpu_info", "machine_line", "parse_cpuinfo"]
 
 # Vector extensions worth naming, widest last within each family; the best one present is the
@@ -86,15 +91,11 @@ def cpu_info(path: Path = Path("/proc/cpuinfo")) -> CpuInfo:
 
 def all_threads() -> int:
     """The thread count torch uses by default here (what "all threads" means in the table)."""
-    import torch
-
-    return max(1, torch.get_num_threads())
+    return _DEFAULT_THREADS
 
 
 def machine_line(threads: list[int] | None = None) -> str:
     """One line naming the CPU, its vector instructions, torch's kernels, threads and load."""
-    import torch
-
     cpu = cpu_info()
     flags = " ".join(cpu.vector_flags) or "not readable"
     capability = torch.backends.cpu.get_cpu_capability()

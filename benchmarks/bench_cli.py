@@ -22,7 +22,10 @@ if __package__ in (None, ""):
 from benchmarks._table import Row
 from benchmarks._timing import command, interleaved_many
 
-__all__ = ["BAD_CONFIG", "run"]
+__all__ = ["BAD_CONFIG", "BASELINE", "FIT", "run"]
+
+FIT = [sys.executable, "-m", "autotimm", "fit"]
+BASELINE = [sys.executable, "-c", "import autotimm, lightning, timm"]
 
 BENCHMARK = (
     "autotimm fit --config bad.yaml (misspelled loss argument, missing data_dir) "
@@ -52,7 +55,7 @@ trainer:
 
 def _fit_exists() -> bool:
     result = subprocess.run(
-        [sys.executable, "-m", "autotimm", "fit", "--help"],
+        [*FIT, "--help"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -70,8 +73,7 @@ def run(rounds: int = 7) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bad.yaml"
         config.write_text(BAD_CONFIG.format(data_dir=Path(tmp) / "missing"))
-        ours = [sys.executable, "-m", "autotimm", "fit", "--config", str(config)]
-        peer = [sys.executable, "-c", "import autotimm, lightning, timm"]
+        ours, peer = [*FIT, "--config", str(config)], BASELINE
         # runs in the temporary directory, so a (wrongly) created run directory goes with it
         check = subprocess.run(ours, capture_output=True, text=True, timeout=600, cwd=tmp)
         if check.returncode != 2:

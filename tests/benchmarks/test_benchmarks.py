@@ -21,7 +21,7 @@ from torch import nn
 
 from autotimm.losses import register_loss
 from benchmarks import bench_cli, bench_losses, run
-from benchmarks._machine import cpu_info, machine_line, parse_cpuinfo
+from benchmarks._machine import all_threads, cpu_info, machine_line, parse_cpuinfo
 from benchmarks._table import COLUMNS, Row, meets, to_markdown
 from benchmarks._timing import interleaved_many
 
@@ -80,6 +80,23 @@ def test_machine_line_names_cpu_vector_isa_torch_capability_and_threads() -> Non
     assert f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}" in line
     assert "at 1 and 2 threads" in line
     assert torch.__version__ in line
+
+
+def test_all_threads_is_torchs_default_even_after_the_runner_changed_it() -> None:
+    default = all_threads()
+    torch.set_num_threads(1)
+    try:
+        assert all_threads() == default
+        if default > 1:
+            assert bench_losses.thread_label(default) == f"{default} (all)"
+        assert bench_losses.thread_label(1) == "1"
+    finally:
+        torch.set_num_threads(default)
+
+
+def test_thread_counts_parse_with_all_meaning_torchs_default() -> None:
+    assert bench_losses.parse_threads("1,all") == sorted({1, all_threads()})
+    assert bench_losses.parse_threads("2, 2,1") == [2, 1]
 
 
 # ------------------------------------------------------------------------------ table rows
@@ -245,6 +262,28 @@ def test_the_fit_row_is_skipped_while_autotimm_fit_does_not_exist(
     assert row.target == "<= 1.5"
 
 
+@pytest.mark.parametrize(("status", "measured"), [(2, True), (0, False), (1, False)])
+def test_the_fit_row_times_a_bad_config_that_exits_2_and_flags_any_other_status(
+    status: int, measured: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in ``autotimm fit``: ``--help`` works, a config run exits with ``status``."""
+    fake_fit = tmp_path / "fake_fit.py"
+    fake_fit.write_text(
+        "import pathlib, sys\n"
+        "if '--help' in sys.argv: sys.exit(0)\n"
+        "assert 'smoth' in pathlib.Path(sys.argv[sys.argv.index('--config') + 1]).read_text()\n"
+        f"sys.exit({status})\n"
+    )
+    monkeypatch.setattr(bench_cli, "FIT", [sys.executable, str(fake_fit)])
+    monkeypatch.setattr(bench_cli, "BASELINE", [sys.executable, "-c", "pass"])
+    (row,) = bench_cli.run(rounds=1)
+    if measured:
+        assert row.error is None and row.ratio is not None and row.ratio > 0
+        assert row.ours.endswith(" ms") and row.peer.endswith(" ms")
+    else:
+        assert row.error is not None and f"exit status {status}, expected 2" in row.error
+
+
 # --------------------------------------------------------------------------- runner, docs
 
 
@@ -261,6 +300,27 @@ def test_the_docs_page_has_the_table_markers_and_says_figures_vary() -> None:
     text = run.DOCS.read_text()
     assert run.BEGIN in text and run.END in text
     assert "differ across CPUs" in text
+
+
+def test_summary_counts_results() -> None:
+    rows = [Row("a", "a", ratio=1.0, target="< 2"), Row("b", "b", skipped="later"), Row("c", "c")]
+    assert run.summary(rows) == "3 rows: 1 pass, 0 FAIL, 1 skipped, 0 ERROR"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--only", "fokal"], "--only: unknown ['fokal']"),
+        (["--only", "focal", "--write-docs"], "--write-docs writes the whole table"),
+    ],
+)
+def test_the_runner_refuses_bad_arguments_before_measuring(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -303,7 +363,7 @@ def test_python_m_benchmarks_quick_prints_the_machine_line_and_every_row(tmp_pat
         for column in ("ours / peer", "ours / floor"):
             if row[column] != "-":
                 assert float(row[column]) > 0, row
-    written = docs.read_text()
+    written = docs.read_text().split(run.BEGIN)[1].split(run.END)[0]
     assert "Command: `python -m benchmarks --write-docs --quick`" in written
     assert result.stdout.splitlines()[0] in written  # the machine line
     assert _table(written) == rows
