@@ -116,19 +116,7 @@ class ImageDataModule(BaseImageDataModule):
         pin_memory: bool | None = None,
         verify_images: bool = True,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            mean=mean,
-            std=std,
-            hflip_prob=hflip_prob,
-            pin_memory=pin_memory,
-            verify_images=verify_images,
-        )
-        self.save_hyperparameters()
-        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
+        super().__init__()  # reads, checks and stores the shared arguments above
         self._class_names: list[str] | None = None
 
     @property

@@ -368,21 +368,9 @@ class DetectionDataModule(BaseImageDataModule):
         pin_memory: bool | None = None,
         verify_images: bool = True,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            mean=mean,
-            std=std,
-            hflip_prob=hflip_prob,
-            pin_memory=pin_memory,
-            verify_images=verify_images,
-        )
         if min_box_size < 1:
             raise ValueError(f"min_box_size must be >= 1 pixel, got {min_box_size}")
-        self.save_hyperparameters()
-        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
+        super().__init__()  # reads, checks and stores the shared arguments above
         self.min_box_size = min_box_size
         self.collate_fn = detection_collate
         self._categories: list[CocoCategory] | None = None

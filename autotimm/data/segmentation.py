@@ -167,23 +167,11 @@ class SegmentationDataModule(BaseImageDataModule):
         pin_memory: bool | None = None,
         verify_images: bool = True,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            mean=mean,
-            std=std,
-            hflip_prob=hflip_prob,
-            pin_memory=pin_memory,
-            verify_images=verify_images,
-        )
         if num_classes is not None and num_classes <= 0:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
-        # Lightning refuses to log a model and a data module whose shared hparams differ; an
-        # unset num_classes (None) must not clash with the model's.
-        self.save_hyperparameters(ignore=["num_classes"] if num_classes is None else [])
-        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
+        # Reads, checks and stores the shared arguments. Lightning refuses to log a model and a
+        # data module whose shared hparams differ; an unset num_classes must not clash.
+        super().__init__(hparams_ignore=["num_classes"] if num_classes is None else [])
         self.ignore_index = ignore_index
         self.num_classes = num_classes
 
