@@ -21,7 +21,14 @@ import torch
 from torch.utils.data import Dataset
 
 from autotimm.data.base import BaseImageDataModule
-from autotimm.data.files import is_image_file, list_images, load_rgb, require_dir, verify_image
+from autotimm.data.files import (
+    IMAGE_EXTENSIONS,
+    is_image_file,
+    list_images,
+    load_image,
+    require_dir,
+    verify_input_image,
+)
 from autotimm.data.transforms import ClassificationTransform
 
 __all__ = ["ClassificationDataset", "ImageDataModule", "scan_class_folders"]
@@ -53,7 +60,9 @@ def scan_class_folders(split_dir: Path) -> dict[str, list[Path]]:
     for folder in folders:
         images = list_images(folder)
         if not images:
-            raise ValueError(f"class folder {folder} contains no images (.png/.jpg/.jpeg)")
+            raise ValueError(
+                f"class folder {folder} contains no images ({'/'.join(IMAGE_EXTENSIONS)})"
+            )
         classes[folder.name] = images
     return classes
 
@@ -81,7 +90,7 @@ class ClassificationDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         path, label = self.samples[index]
-        image = self.transform(load_rgb(path))
+        image = self.transform(load_image(path))
         return {"image": image, "label": torch.tensor(label, dtype=torch.long)}
 
 
@@ -156,7 +165,7 @@ class ImageDataModule(BaseImageDataModule):
         samples = [(path, index[name]) for name, paths in folders.items() for path in paths]
         if self.verify_images:
             for path, _ in samples:
-                verify_image(path)
+                verify_input_image(path)
         transform = ClassificationTransform(
             self.image_size, train=train, mean=self.mean, std=self.std, hflip_prob=self.hflip_prob
         )

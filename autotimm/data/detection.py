@@ -33,8 +33,8 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
 from autotimm.data.base import BaseImageDataModule
-from autotimm.data.files import load_rgb, require_dir, require_file, verify_image
-from autotimm.data.transforms import DetectionTransform
+from autotimm.data.files import load_image, require_dir, require_file, verify_input_image
+from autotimm.data.transforms import DetectionTransform, image_hw
 
 __all__ = [
     "CocoCategory",
@@ -211,7 +211,7 @@ def load_coco_split(
         json_w, json_h = entry.get("width"), entry.get("height")
         has_json_size = _is_number(json_w) and _is_number(json_h)
         if verify_images or not has_json_size:
-            info = verify_image(path)
+            info = verify_input_image(path)
             width, height = info.width, info.height
             if has_json_size and (json_w, json_h) != (width, height):
                 raise ValueError(
@@ -285,10 +285,11 @@ class CocoDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        image = load_rgb(record.path)
-        if (image.width, image.height) != (record.width, record.height):
+        image = load_image(record.path)
+        height, width = image_hw(image)
+        if (width, height) != (record.width, record.height):
             raise ValueError(
-                f"image file {record.path} is {image.width}x{image.height}, expected "
+                f"image file {record.path} is {width}x{height}, expected "
                 f"{record.width}x{record.height}"
             )
         boxes = torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)

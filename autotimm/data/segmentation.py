@@ -23,14 +23,16 @@ from torch.utils.data import Dataset
 
 from autotimm.data.base import BaseImageDataModule
 from autotimm.data.files import (
+    IMAGE_EXTENSIONS,
     MASK_MODES,
     list_images,
+    load_image,
     load_mask,
-    load_rgb,
     require_dir,
     verify_image,
+    verify_input_image,
 )
-from autotimm.data.transforms import SegmentationTransform
+from autotimm.data.transforms import SegmentationTransform, image_hw
 
 __all__ = ["SegmentationDataModule", "SegmentationDataset", "pair_images_and_masks"]
 
@@ -73,7 +75,7 @@ def pair_images_and_masks(split_dir: Path) -> list[tuple[Path, Path]]:
         if stem not in masks:
             raise ValueError(f"image {image_path} has no matching mask {masks_dir / stem}.png")
     if not images:
-        raise ValueError(f"no images (.png/.jpg/.jpeg) found in {images_dir}")
+        raise ValueError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) found in {images_dir}")
     return [(images[stem], masks[stem]) for stem in sorted(images)]
 
 
@@ -107,12 +109,13 @@ class SegmentationDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
-        image = load_rgb(image_path)
+        image = load_image(image_path)
         mask = load_mask(mask_path)
-        if mask.shape != (image.height, image.width):
+        height, width = image_hw(image)
+        if mask.shape != (height, width):
             raise ValueError(
                 f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {image_path} "
-                f"is {image.width}x{image.height}"
+                f"is {width}x{height}"
             )
         if self.num_classes is not None:
             self._check_values(mask, mask_path)
@@ -182,7 +185,7 @@ class SegmentationDataModule(BaseImageDataModule):
         pairs = pair_images_and_masks(self.data_dir / split)
         if self.verify_images:
             for image_path, mask_path in pairs:
-                image_info = verify_image(image_path)
+                image_info = verify_input_image(image_path)
                 mask_info = verify_image(mask_path)
                 if mask_info.mode not in MASK_MODES:
                     raise ValueError(
