@@ -3,8 +3,8 @@
 Layout::
 
     data_dir/
-      train/<class_name>/*.{png,jpg,jpeg}
-      val/<class_name>/*.{png,jpg,jpeg}
+      train/<class_name>/*.{png,jpg,jpeg,tif,tiff}
+      val/<class_name>/*.{png,jpg,jpeg,tif,tiff}
       test/<class_name>/...            (optional; val is used when absent)
 
 Class names are the sorted folder names of ``train`` (label ``i`` = ``class_names[i]``).
@@ -95,7 +95,7 @@ class ClassificationDataset(Dataset[dict[str, torch.Tensor]]):
 
 
 class ImageDataModule(BaseImageDataModule):
-    """Classification data module over ``data_dir/{train,val}/<class_name>/*.png|jpg|jpeg``.
+    """Classification data module over ``data_dir/{train,val}/<class_name>/<image>``.
 
     Batches are ``{"image": float [B, 3, S, S], "label": long [B]}``. ``class_names`` and
     ``num_classes`` are available after ``setup()``. Every image is opened and verified with

@@ -3,8 +3,8 @@
 Layout::
 
     data_dir/
-      train/images/<stem>.{png,jpg,jpeg}    train/masks/<stem>.png
-      val/images/<stem>.{png,jpg,jpeg}      val/masks/<stem>.png
+      train/images/<stem>.{png,jpg,jpeg,tif,tiff}    train/masks/<stem>.png
+      val/images/<stem>.{png,jpg,jpeg,tif,tiff}      val/masks/<stem>.png
       test/...                              (optional; val is used when absent)
 
 Masks are single-channel PNGs of class indices; ``ignore_index`` (default 255) marks pixels
@@ -69,7 +69,8 @@ def pair_images_and_masks(split_dir: Path) -> list[tuple[Path, Path]]:
     for stem, mask_path in masks.items():
         if stem not in images:
             raise ValueError(
-                f"mask {mask_path} has no matching image {images_dir / stem}.(png|jpg|jpeg)"
+                f"mask {mask_path} has no matching image {images_dir / stem}"
+                f"({'|'.join(IMAGE_EXTENSIONS)})"
             )
     for stem, image_path in images.items():
         if stem not in masks:
