@@ -50,8 +50,8 @@ class DropSingleLastBatchSampler(BatchSampler):
     BatchNorm in training mode needs more than one value per channel. A last batch of one image
     whose feature map has shrunk to 1x1 (32 px into a ResNet: 5 images with ``batch_size=4``)
     has one, and crashes the epoch. Only that lone sample is left out (a different one each
-    epoch when shuffled); a last batch of two or more is kept, and so is the only batch of a
-    one-sample dataset or of ``batch_size=1``. With ``drop_last=True`` it is a plain
+    epoch when shuffled). A last batch of two or more is kept, and so are the only batch of a
+    one-sample dataset and every batch of ``batch_size=1``. With ``drop_last=True`` it is a plain
     ``BatchSampler``. Lightning re-creates it around its ``DistributedSampler`` under DDP, so
     the rule applies to each process's share.
 
