@@ -3,8 +3,8 @@
 Layout::
 
     data_dir/
-      train/<class_name>/*.{png,jpg,jpeg}
-      val/<class_name>/*.{png,jpg,jpeg}
+      train/<class_name>/*.{png,jpg,jpeg,tif,tiff}
+      val/<class_name>/*.{png,jpg,jpeg,tif,tiff}
       test/<class_name>/...            (optional; val is used when absent)
 
 Class names are the sorted folder names of ``train`` (label ``i`` = ``class_names[i]``).
@@ -21,7 +21,14 @@ import torch
 from torch.utils.data import Dataset
 
 from autotimm.data.base import BaseImageDataModule
-from autotimm.data.files import is_image_file, list_images, load_rgb, require_dir, verify_image
+from autotimm.data.files import (
+    IMAGE_EXTENSIONS,
+    is_image_file,
+    list_images,
+    load_image,
+    require_dir,
+    verify_input_image,
+)
 from autotimm.data.transforms import ClassificationTransform
 
 __all__ = ["ClassificationDataset", "ImageDataModule", "scan_class_folders"]
@@ -53,7 +60,9 @@ def scan_class_folders(split_dir: Path) -> dict[str, list[Path]]:
     for folder in folders:
         images = list_images(folder)
         if not images:
-            raise ValueError(f"class folder {folder} contains no images (.png/.jpg/.jpeg)")
+            raise ValueError(
+                f"class folder {folder} contains no images ({'/'.join(IMAGE_EXTENSIONS)})"
+            )
         classes[folder.name] = images
     return classes
 
@@ -81,12 +90,12 @@ class ClassificationDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         path, label = self.samples[index]
-        image = self.transform(load_rgb(path))
+        image = self.transform(load_image(path))
         return {"image": image, "label": torch.tensor(label, dtype=torch.long)}
 
 
 class ImageDataModule(BaseImageDataModule):
-    """Classification data module over ``data_dir/{train,val}/<class_name>/*.png|jpg|jpeg``.
+    """Classification data module over ``data_dir/{train,val}/<class_name>/<image>``.
 
     Batches are ``{"image": float [B, 3, S, S], "label": long [B]}``. ``class_names`` and
     ``num_classes`` are available after ``setup()``. Every image is opened and verified with
@@ -116,19 +125,7 @@ class ImageDataModule(BaseImageDataModule):
         pin_memory: bool | None = None,
         verify_images: bool = True,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            mean=mean,
-            std=std,
-            hflip_prob=hflip_prob,
-            pin_memory=pin_memory,
-            verify_images=verify_images,
-        )
-        self.save_hyperparameters()
-        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
+        super().__init__()  # reads, checks and stores the shared arguments above
         self._class_names: list[str] | None = None
 
     @property
@@ -168,7 +165,7 @@ class ImageDataModule(BaseImageDataModule):
         samples = [(path, index[name]) for name, paths in folders.items() for path in paths]
         if self.verify_images:
             for path, _ in samples:
-                verify_image(path)
+                verify_input_image(path)
         transform = ClassificationTransform(
             self.image_size, train=train, mean=self.mean, std=self.std, hflip_prob=self.hflip_prob
         )

@@ -33,8 +33,8 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
 from autotimm.data.base import BaseImageDataModule
-from autotimm.data.files import load_rgb, require_dir, require_file, verify_image
-from autotimm.data.transforms import DetectionTransform
+from autotimm.data.files import load_image, require_dir, require_file, verify_input_image
+from autotimm.data.transforms import DetectionTransform, image_hw
 
 __all__ = [
     "CocoCategory",
@@ -45,6 +45,7 @@ __all__ = [
     "decode_segmentation",
     "detection_collate",
     "load_coco_split",
+    "rle_counts_from_string",
 ]
 
 
@@ -78,6 +79,62 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def rle_counts_from_string(counts: str | bytes) -> list[int]:
+    """Decode the run lengths of a compressed COCO RLE ``counts`` string.
+
+    The same decoding as pycocotools' ``rleFrString`` (6 bits per character from ``"0"``, 5 of
+    them data, a continuation bit and a sign bit; runs from the fourth on are stored relative
+    to the run two before), but checked: pycocotools accepts malformed strings and decodes
+    them into garbage or fails later, without saying which annotation it was reading.
+
+    Raises:
+        ValueError: a character outside ``"0"``..``"o"``, or the string ends inside a number.
+
+    Example:
+        >>> rle_counts_from_string("52203")  # the 4x4 mask of decode_segmentation's example
+        [5, 2, 2, 2, 5]
+    """
+    if isinstance(counts, bytes):
+        try:
+            counts = counts.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"counts are not ASCII: {exc}") from exc
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                raise ValueError(f"counts end inside a number (after {len(runs)} runs)")
+            code = ord(counts[position]) - 48
+            if not 0 <= code < 64:
+                raise ValueError(
+                    f"invalid character {counts[position]!r} at position {position} of the counts"
+                )
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:  # sign bit of the last group: negative number
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def _check_runs(runs: Sequence[int], height: int, width: int, kind: str) -> str | None:
+    if any(run < 0 for run in runs):
+        return f"{kind} RLE counts hold a negative run length"
+    if sum(runs) != height * width:
+        return f"{kind} RLE counts sum to {sum(runs)}, expected {height}*{width} = {height * width}"
+    return None
+
+
 def _check_segmentation(segm: Any, height: int, width: int) -> str | None:
     """Return a description of what is wrong with a COCO segmentation, or None if it is valid."""
     if isinstance(segm, list):
@@ -92,17 +149,23 @@ def _check_segmentation(segm: Any, height: int, width: int) -> str | None:
     if isinstance(segm, dict):
         if "counts" not in segm or "size" not in segm:
             return "RLE needs 'counts' and 'size'"
-        if [int(v) for v in segm["size"]] != [height, width]:
-            return f"RLE size {segm['size']} does not match the image size [{height}, {width}]"
+        size = segm["size"]
+        if not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) for v in size):
+            return f"RLE size must be [height, width] integers, got {size!r}"
+        if size != [height, width]:
+            return f"RLE size {size} does not match the image size [{height}, {width}]"
         counts = segm["counts"]
         if isinstance(counts, list):
-            if not all(isinstance(v, int) and v >= 0 for v in counts):
-                return "uncompressed RLE counts must be non-negative integers"
-            if sum(counts) != height * width:
-                return f"uncompressed RLE counts sum to {sum(counts)}, expected {height * width}"
-        elif not isinstance(counts, str | bytes):
-            return "RLE counts must be a list (uncompressed) or a string (compressed)"
-        return None
+            if not all(_is_int(v) for v in counts):
+                return "uncompressed RLE counts must be integers"
+            return _check_runs(counts, height, width, "uncompressed")
+        if isinstance(counts, str | bytes):
+            try:
+                runs = rle_counts_from_string(counts)
+            except ValueError as exc:
+                return f"malformed compressed RLE: {exc}"
+            return _check_runs(runs, height, width, "compressed")
+        return "RLE counts must be a list (uncompressed) or a string (compressed)"
     return f"unsupported segmentation type {type(segm).__name__}"
 
 
@@ -211,7 +274,7 @@ def load_coco_split(
         json_w, json_h = entry.get("width"), entry.get("height")
         has_json_size = _is_number(json_w) and _is_number(json_h)
         if verify_images or not has_json_size:
-            info = verify_image(path)
+            info = verify_input_image(path)
             width, height = info.width, info.height
             if has_json_size and (json_w, json_h) != (width, height):
                 raise ValueError(
@@ -242,6 +305,10 @@ def load_coco_split(
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
             raise ValueError(f"{where} has an invalid bbox {bbox!r}; expected [x, y, w, h]")
         x, y, w, h = (float(v) for v in bbox)
+        if w < 0 or h < 0:
+            raise ValueError(
+                f"{where} has a negative bbox width or height {bbox!r}; expected [x, y, w, h]"
+            )
         x1, y1 = min(max(x, 0.0), record.width), min(max(y, 0.0), record.height)
         x2, y2 = min(max(x + w, 0.0), record.width), min(max(y + h, 0.0), record.height)
         if x2 <= x1 or y2 <= y1:  # degenerate (zero-size or fully outside the image)
@@ -285,10 +352,11 @@ class CocoDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        image = load_rgb(record.path)
-        if (image.width, image.height) != (record.width, record.height):
+        image = load_image(record.path)
+        height, width = image_hw(image)
+        if (width, height) != (record.width, record.height):
             raise ValueError(
-                f"image file {record.path} is {image.width}x{image.height}, expected "
+                f"image file {record.path} is {width}x{height}, expected "
                 f"{record.width}x{record.height}"
             )
         boxes = torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)
@@ -368,21 +436,9 @@ class DetectionDataModule(BaseImageDataModule):
         pin_memory: bool | None = None,
         verify_images: bool = True,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            mean=mean,
-            std=std,
-            hflip_prob=hflip_prob,
-            pin_memory=pin_memory,
-            verify_images=verify_images,
-        )
         if min_box_size < 1:
             raise ValueError(f"min_box_size must be >= 1 pixel, got {min_box_size}")
-        self.save_hyperparameters()
-        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
+        super().__init__()  # reads, checks and stores the shared arguments above
         self.min_box_size = min_box_size
         self.collate_fn = detection_collate
         self._categories: list[CocoCategory] | None = None

@@ -2,6 +2,13 @@
 
 Every data module validates its files here at ``setup()`` so that a missing or corrupt file
 fails early with its path in the message, not halfway through an epoch inside a worker.
+
+Images become the model's RGB input by one fixed rule per pixel format (:func:`load_image`):
+8-bit images as PIL ``RGB`` (the transform maps 0..255 to [0, 1]); 16-bit greyscale divided by
+65535 (the full range of the stored type, never the image's own min/max, so that an intensity
+means the same in every image); 32-bit integer images as 16-bit data (values must lie in
+0..65535); 32-bit float images as they are (values must lie in [0, 1]). Values outside those
+ranges raise ``ValueError`` naming the file; nothing is clipped.
 """
 
 from __future__ import annotations
@@ -10,23 +17,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torchvision import tv_tensors
 
 __all__ = [
+    "HIGH_DEPTH_MODES",
     "IMAGE_EXTENSIONS",
     "MASK_MODES",
     "ImageInfo",
     "is_image_file",
     "list_images",
+    "load_image",
     "load_mask",
-    "load_rgb",
     "require_dir",
     "require_file",
     "verify_image",
+    "verify_input_image",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 """File suffixes (compared case-insensitively) that are treated as images."""
+
+HIGH_DEPTH_MODES: dict[str, float] = {
+    "I;16": 65535.0,
+    "I;16B": 65535.0,
+    "I;16L": 65535.0,
+    "I;16N": 65535.0,
+    "I": 65535.0,
+    "F": 1.0,
+}
+"""Single-channel PIL modes above 8 bits -> the value that becomes 1.0 in the model's input.
+
+``I;16*`` are 16-bit PNG/TIFF files. ``I`` (32-bit integer) is read as 16-bit data, which is
+what it holds when Pillow exposes a 16-bit file that way; larger values are refused. ``F`` is
+32-bit float, taken to be in [0, 1] already (the convention of float images).
+"""
 
 MASK_MODES: frozenset[str] = frozenset({"1", "L", "P", "I", "I;16", "I;16B", "I;16L"})
 """PIL modes accepted for single-channel class-index masks."""
@@ -112,18 +138,72 @@ def verify_image(path: Path) -> ImageInfo:
     return info
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Decode ``path`` as an RGB PIL image, naming the file if decoding fails.
+def verify_input_image(path: Path) -> ImageInfo:
+    """:func:`verify_image`, plus the value check of :func:`load_image` for 32-bit images.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a readable image, or a 32-bit image holds values outside
+            the range :func:`load_image` accepts.
 
     Example:
-        >>> load_rgb(Path("data/train/cat/001.png")).mode  # doctest: +SKIP
+        >>> verify_input_image(Path("data/train/cell/001.tif")).mode  # doctest: +SKIP
+        'F'
+    """
+    info = verify_image(path)
+    if info.mode in ("I", "F"):  # the only formats whose values can fall outside the rule
+        load_image(path)
+    return info
+
+
+def _high_depth_rgb(image: Image.Image, path: Path) -> tv_tensors.Image:
+    """``float32 [3, H, W]`` in [0, 1] from a single-channel 16/32-bit image (see module doc)."""
+    full_scale = HIGH_DEPTH_MODES[image.mode]
+    pixels = np.asarray(image).astype(np.float32)  # uint16 / big-endian / int32 -> exact
+    if image.mode in ("I", "F"):
+        low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0 and high <= full_scale):
+            kind = "32-bit integer" if image.mode == "I" else "32-bit float"
+            limit = "0..65535 (16-bit data)" if image.mode == "I" else "[0, 1]"
+            raise ValueError(
+                f"image file {path} is {kind} (PIL mode {image.mode!r}) with values in "
+                f"[{low:g}, {high:g}]; expected {limit}. Rescale the data when writing it, every "
+                f"image by the same factor so that intensities stay comparable"
+            )
+    scaled = torch.from_numpy(pixels / np.float32(full_scale))
+    return tv_tensors.Image(scaled.unsqueeze(0).expand(3, -1, -1).contiguous())
+
+
+def load_image(path: Path) -> Image.Image | tv_tensors.Image:
+    """Decode ``path`` as the model's RGB input, naming the file if that fails.
+
+    8-bit images (``L``, ``P``, ``RGB``, ``RGBA``, ``CMYK``, ...) come back as a PIL ``RGB``
+    image, exactly as ``Image.open(path).convert("RGB")``. 16-bit colour PNGs are also 8-bit
+    here: Pillow keeps their high byte. Single-channel images of more than 8 bits
+    (:data:`HIGH_DEPTH_MODES`) come back as ``float32 [3, H, W]`` in [0, 1] (grey repeated on
+    the three channels): the value divided by the full range of the stored type, not by the
+    image's own min/max, so that the same intensity means the same in every image.
+
+    Raises:
+        ValueError: the file cannot be decoded, or a 32-bit image holds values outside its
+            range (``I``: 0..65535; ``F``: finite and in [0, 1]).
+
+    Example:
+        >>> load_image(Path("data/train/cat/001.png")).mode  # doctest: +SKIP
         'RGB'
+        >>> load_image(Path("data/train/cell/001.png")).dtype  # a 16-bit PNG  # doctest: +SKIP
+        torch.float32
     """
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            if image.mode in HIGH_DEPTH_MODES:
+                image.load()
+                high_depth = image
+            else:
+                return image.convert("RGB")
     except Exception as exc:
         raise ValueError(f"failed to decode image file {path}: {exc}") from exc
+    return _high_depth_rgb(high_depth, path)
 
 
 def load_mask(path: Path) -> np.ndarray:

@@ -3,8 +3,8 @@
 Layout::
 
     data_dir/
-      train/images/<stem>.{png,jpg,jpeg}    train/masks/<stem>.png
-      val/images/<stem>.{png,jpg,jpeg}      val/masks/<stem>.png
+      train/images/<stem>.{png,jpg,jpeg,tif,tiff}    train/masks/<stem>.png
+      val/images/<stem>.{png,jpg,jpeg,tif,tiff}      val/masks/<stem>.png
       test/...                              (optional; val is used when absent)
 
 Masks are single-channel PNGs of class indices; ``ignore_index`` (default 255) marks pixels
@@ -23,14 +23,16 @@ from torch.utils.data import Dataset
 
 from autotimm.data.base import BaseImageDataModule
 from autotimm.data.files import (
+    IMAGE_EXTENSIONS,
     MASK_MODES,
     list_images,
+    load_image,
     load_mask,
-    load_rgb,
     require_dir,
     verify_image,
+    verify_input_image,
 )
-from autotimm.data.transforms import SegmentationTransform
+from autotimm.data.transforms import SegmentationTransform, image_hw
 
 __all__ = ["SegmentationDataModule", "SegmentationDataset", "pair_images_and_masks"]
 
@@ -67,13 +69,14 @@ def pair_images_and_masks(split_dir: Path) -> list[tuple[Path, Path]]:
     for stem, mask_path in masks.items():
         if stem not in images:
             raise ValueError(
-                f"mask {mask_path} has no matching image {images_dir / stem}.(png|jpg|jpeg)"
+                f"mask {mask_path} has no matching image {images_dir / stem}"
+                f"({'|'.join(IMAGE_EXTENSIONS)})"
             )
     for stem, image_path in images.items():
         if stem not in masks:
             raise ValueError(f"image {image_path} has no matching mask {masks_dir / stem}.png")
     if not images:
-        raise ValueError(f"no images (.png/.jpg/.jpeg) found in {images_dir}")
+        raise ValueError(f"no images ({'/'.join(IMAGE_EXTENSIONS)}) found in {images_dir}")
     return [(images[stem], masks[stem]) for stem in sorted(images)]
 
 
@@ -107,12 +110,13 @@ class SegmentationDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image_path, mask_path = self.pairs[index]
-        image = load_rgb(image_path)
+        image = load_image(image_path)
         mask = load_mask(mask_path)
-        if mask.shape != (image.height, image.width):
+        height, width = image_hw(image)
+        if mask.shape != (height, width):
             raise ValueError(
                 f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {image_path} "
-                f"is {image.width}x{image.height}"
+                f"is {width}x{height}"
             )
         if self.num_classes is not None:
             self._check_values(mask, mask_path)
@@ -167,23 +171,11 @@ class SegmentationDataModule(BaseImageDataModule):
         pin_memory: bool | None = None,
         verify_images: bool = True,
     ) -> None:
-        super().__init__(
-            data_dir,
-            image_size=image_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            mean=mean,
-            std=std,
-            hflip_prob=hflip_prob,
-            pin_memory=pin_memory,
-            verify_images=verify_images,
-        )
         if num_classes is not None and num_classes <= 0:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
-        # Lightning refuses to log a model and a data module whose shared hparams differ; an
-        # unset num_classes (None) must not clash with the model's.
-        self.save_hyperparameters(ignore=["num_classes"] if num_classes is None else [])
-        self.hparams["data_dir"] = os.fspath(data_dir)  # plain data: weights_only loads
+        # Reads, checks and stores the shared arguments. Lightning refuses to log a model and a
+        # data module whose shared hparams differ; an unset num_classes must not clash.
+        super().__init__(hparams_ignore=["num_classes"] if num_classes is None else [])
         self.ignore_index = ignore_index
         self.num_classes = num_classes
 
@@ -194,7 +186,7 @@ class SegmentationDataModule(BaseImageDataModule):
         pairs = pair_images_and_masks(self.data_dir / split)
         if self.verify_images:
             for image_path, mask_path in pairs:
-                image_info = verify_image(image_path)
+                image_info = verify_input_image(image_path)
                 mask_info = verify_image(mask_path)
                 if mask_info.mode not in MASK_MODES:
                     raise ValueError(

@@ -8,6 +8,13 @@ Shapes are rasterised once as exact pixel masks (via ``pycocotools``' polygon ra
 image pixels, semantic masks, COCO boxes and COCO segmentations are all derived from that one
 mask, so a decoded annotation covers exactly the pixels painted in the image.
 
+Images are written in the real on-disk formats of :data:`IMAGE_FORMATS`: 8-bit colour PNG and
+JPEG, and greyscale 16-bit PNG/TIFF, 32-bit integer TIFF and 32-bit float TIFF (microscopy and
+medical data). A high-bit-depth image holds the 8-bit grey level ``g`` of the shape image
+(Pillow's ``L`` conversion) as ``g * 257`` (16/32-bit integer; 255 -> 65535) or ``g / 255``
+(float), so it loads to the same values as its 8-bit grey version. :func:`save_image` writes any
+array in these formats, and segmentation masks can be 16-bit PNGs (class ids above 255).
+
 Example:
     >>> import tempfile
     >>> root = make_detection_dataset(tempfile.mkdtemp(), num_classes=2, seed=0)
@@ -31,19 +38,36 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 __all__ = [
+    "IMAGE_FORMATS",
     "SHAPES",
     "class_colors",
     "make_classification_dataset",
     "make_detection_dataset",
     "make_instance_segmentation_dataset",
     "make_segmentation_dataset",
+    "save_image",
 ]
 
 SHAPES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 """Shape of class ``k`` is ``SHAPES[k % 3]``."""
 
 Background = Literal["plain", "noisy"]
-ImageFormat = Literal["png", "jpg"]
+ImageFormat = Literal["png", "jpg", "png16", "tif16", "tif32", "tif32f"]
+
+IMAGE_FORMATS: dict[str, tuple[str, str]] = {
+    "png": (".png", "uint8"),
+    "jpg": (".jpg", "uint8"),
+    "png16": (".png", "uint16"),
+    "tif16": (".tif", "uint16"),
+    "tif32": (".tif", "int32"),
+    "tif32f": (".tif", "float32"),
+}
+"""``image_format`` -> (file suffix, numpy dtype of the pixels :func:`save_image` takes).
+
+``png``/``jpg`` are 8-bit, greyscale ``[H, W]`` or colour ``[H, W, 3]``; the others are
+greyscale ``[H, W]``: 16-bit PNG and TIFF (PIL mode ``I;16``), 32-bit signed integer TIFF
+(``I``) and 32-bit float TIFF (``F``).
+"""
 
 _ELLIPSE_VERTICES = 24
 
@@ -146,22 +170,71 @@ def _paint(
     image[mask] = np.clip(np.asarray(color) + jitter, 0, 255)
 
 
-def _save_image(image: np.ndarray, path: Path) -> None:
-    array = np.clip(image, 0, 255).astype(np.uint8)
-    if path.suffix == ".jpg":
-        Image.fromarray(array).save(path, quality=95)
+def save_image(path: str | os.PathLike[str], pixels: np.ndarray, image_format: ImageFormat) -> Path:
+    """Write ``pixels`` exactly (JPEG: at quality 95) as ``path`` in ``image_format``.
+
+    ``pixels`` must have the dtype and shape :data:`IMAGE_FORMATS` gives for the format, and
+    ``path`` its suffix; nothing is converted or clipped.
+
+    Example:
+        >>> import tempfile
+        >>> ramp = np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)
+        >>> path = save_image(Path(tempfile.mkdtemp()) / "ramp.png", ramp, "png16")
+        >>> with Image.open(path) as image:
+        ...     image.mode, np.array_equal(np.asarray(image), ramp)
+        ('I;16', True)
+    """
+    path = Path(path)
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(
+            f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}"
+        )
+    suffix, dtype = IMAGE_FORMATS[image_format]
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"a {image_format!r} image needs the suffix {suffix!r}, got {path}")
+    greyscale_only = dtype != "uint8"
+    if pixels.dtype != np.dtype(dtype) or not (
+        pixels.ndim == 2 or (not greyscale_only and pixels.ndim == 3 and pixels.shape[2] == 3)
+    ):
+        shape = "[H, W]" if greyscale_only else "[H, W] or [H, W, 3]"
+        raise ValueError(
+            f"{image_format!r} pixels must be {dtype} {shape}, got {pixels.dtype} "
+            f"{list(pixels.shape)}"
+        )
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    if image_format == "jpg":
+        image.save(path, quality=95)
     else:
-        Image.fromarray(array).save(path)
+        image.save(path)
+    return path
+
+
+def _write_shape_image(image: np.ndarray, path: Path, image_format: ImageFormat) -> None:
+    """Write a painted ``[H, W, 3]`` shape image in ``image_format`` (see the module doc)."""
+    rgb = np.clip(image, 0, 255).astype(np.uint8)
+    if IMAGE_FORMATS[image_format][1] == "uint8":
+        save_image(path, rgb, image_format)
+        return
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    dtype = IMAGE_FORMATS[image_format][1]
+    if dtype == "float32":
+        pixels = grey.astype(np.float32) / np.float32(255)
+    else:  # 255 * 257 = 65535: the 8-bit range stretched onto the 16-bit one
+        pixels = grey.astype(dtype) * 257
+    save_image(path, pixels, image_format)
 
 
 def _check_common(num_classes: int, image_size: int, image_format: str) -> str:
+    """Check the shared arguments; return the image files' suffix (with its dot)."""
     if num_classes <= 0:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16, got {image_size}")
-    if image_format not in ("png", "jpg"):
-        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
-    return image_format
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(
+            f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}"
+        )
+    return IMAGE_FORMATS[image_format][0]
 
 
 # -- classification ---------------------------------------------------------------------------
@@ -204,7 +277,7 @@ def make_classification_dataset(
                 placed = _random_shape(rng, kind, image_size, 0.35, 0.7)
                 assert placed is not None  # a single shape always fits
                 _paint(image, placed[0].mask, colors[k], rng)
-                _save_image(image, folder / f"{i:04d}.{suffix}")
+                _write_shape_image(image, folder / f"{i:04d}{suffix}", image_format)
     return root
 
 
@@ -232,13 +305,16 @@ def make_segmentation_dataset(
     ignore_index: int = 255,
     background: Background = "noisy",
     image_format: ImageFormat = "png",
+    mask_bits: Literal[8, 16] = 8,
 ) -> Path:
-    """Write ``root/{train,val}/images/<stem>.png`` + ``masks/<stem>.png`` (mode ``L``).
+    """Write ``root/{train,val}/images/<stem>.png`` + ``masks/<stem>.png``.
 
     ``num_classes`` counts the background: class ``0`` is background and shapes use classes
     ``1..num_classes-1`` (class ``k`` has shape ``SHAPES[(k - 1) % 3]``). Each image holds
     ``1..max_shapes`` shapes. With ``ignore_border`` a 1-pixel ring around every shape is
-    labelled ``ignore_index`` (255).
+    labelled ``ignore_index`` (255). Masks are 8-bit PNGs (mode ``L``), or with
+    ``mask_bits=16`` 16-bit PNGs (mode ``I;16``), which hold class ids and an ``ignore_index``
+    up to 65535.
 
     Example:
         >>> import tempfile
@@ -252,8 +328,14 @@ def make_segmentation_dataset(
         raise ValueError(
             f"num_classes must be >= 2 (background + 1 shape class), got {num_classes}"
         )
-    if not 0 <= ignore_index <= 255 or ignore_index < num_classes:
-        raise ValueError(f"ignore_index must be in [num_classes, 255], got {ignore_index}")
+    if mask_bits not in (8, 16):
+        raise ValueError(f"mask_bits must be 8 or 16, got {mask_bits!r}")
+    max_label = 2**mask_bits - 1
+    if not num_classes <= ignore_index <= max_label:
+        raise ValueError(
+            f"ignore_index must be in [num_classes, {max_label}] for {mask_bits}-bit masks, "
+            f"got {ignore_index}"
+        )
     if max_shapes <= 0:
         raise ValueError(f"max_shapes must be positive, got {max_shapes}")
     root = Path(root)
@@ -264,7 +346,9 @@ def make_segmentation_dataset(
         (root / split / "masks").mkdir(parents=True, exist_ok=True)
         for i in range(count):
             image = _background(rng, image_size, background)
-            mask = np.zeros((image_size, image_size), dtype=np.uint8)
+            mask = np.zeros(
+                (image_size, image_size), dtype=np.uint8 if mask_bits == 8 else np.uint16
+            )
             for _ in range(int(rng.integers(1, max_shapes + 1))):
                 cls = int(rng.integers(1, num_classes))
                 placed = _random_shape(rng, SHAPES[(cls - 1) % len(SHAPES)], image_size, 0.2, 0.5)
@@ -274,8 +358,8 @@ def make_segmentation_dataset(
                 if ignore_border:
                     mask[_outer_ring(shape.mask)] = ignore_index
                 mask[shape.mask] = cls
-            _save_image(image, root / split / "images" / f"{i:04d}.{suffix}")
-            Image.fromarray(mask, mode="L").save(root / split / "masks" / f"{i:04d}.png")
+            _write_shape_image(image, root / split / "images" / f"{i:04d}{suffix}", image_format)
+            Image.fromarray(mask).save(root / split / "masks" / f"{i:04d}.png")  # L or I;16
     return root
 
 
@@ -291,7 +375,7 @@ def _write_coco(
     seed: int,
     category_ids: Sequence[int] | None,
     background: Background,
-    suffix: str,
+    image_format: ImageFormat,
     rle_every: int | None,
 ) -> Path:
     if not 0 <= min_objects <= max_objects or max_objects <= 0:
@@ -314,6 +398,7 @@ def _write_coco(
         {"id": ids[k], "name": names[k], "supercategory": "shape"} for k in range(num_classes)
     ]
     (root / "annotations").mkdir(parents=True, exist_ok=True)
+    suffix = IMAGE_FORMATS[image_format][0]
     ann_id = 1
     for split, count in splits:
         (root / split).mkdir(parents=True, exist_ok=True)
@@ -321,7 +406,7 @@ def _write_coco(
         annotations: list[dict[str, Any]] = []
         for i in range(count):
             image_id = i + 1
-            file_name = f"{i:05d}.{suffix}"
+            file_name = f"{i:05d}{suffix}"
             image = _background(rng, image_size, background)
             boxes: list[tuple[float, float, float, float]] = []
             for _ in range(int(rng.integers(min_objects, max_objects + 1))):
@@ -354,7 +439,7 @@ def _write_coco(
                     }
                 )
                 ann_id += 1
-            _save_image(image, root / split / file_name)
+            _write_shape_image(image, root / split / file_name, image_format)
             images.append(
                 {"id": image_id, "file_name": file_name, "width": image_size, "height": image_size}
             )
@@ -396,7 +481,7 @@ def make_detection_dataset(
         >>> json.loads((root / "annotations/instances_val.json").read_text())["categories"][1]
         {'id': 7, 'name': 'ellipse', 'supercategory': 'shape'}
     """
-    suffix = _check_common(num_classes, image_size, image_format)
+    _check_common(num_classes, image_size, image_format)
     return _write_coco(
         Path(root),
         num_classes=num_classes,
@@ -407,7 +492,7 @@ def make_detection_dataset(
         seed=seed,
         category_ids=category_ids,
         background=background,
-        suffix=suffix,
+        image_format=image_format,
         rle_every=None,
     )
 
@@ -436,7 +521,7 @@ def make_instance_segmentation_dataset(
         >>> sorted({type(a["segmentation"]).__name__ for a in coco["annotations"]})
         ['dict', 'list']
     """
-    suffix = _check_common(num_classes, image_size, image_format)
+    _check_common(num_classes, image_size, image_format)
     return _write_coco(
         Path(root),
         num_classes=num_classes,
@@ -447,6 +532,6 @@ def make_instance_segmentation_dataset(
         seed=seed,
         category_ids=category_ids,
         background=background,
-        suffix=suffix,
+        image_format=image_format,
         rle_every=2,
     )

@@ -27,6 +27,7 @@ __all__ = [
     "ClassificationTransform",
     "DetectionTransform",
     "SegmentationTransform",
+    "image_hw",
     "resolve_image_size",
     "resolve_mean_std",
 ]
@@ -221,7 +222,7 @@ class DetectionTransform(_Transform):
         masks: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Return ``{"image", "boxes", "labels"}`` (+ ``"masks"`` if masks were given)."""
-        height, width = _image_hw(image)
+        height, width = image_hw(image)
         boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         if labels.shape[0] != boxes.shape[0]:
@@ -250,7 +251,13 @@ class DetectionTransform(_Transform):
         return result
 
 
-def _image_hw(image: ImageInput) -> tuple[int, int]:
+def image_hw(image: ImageInput) -> tuple[int, int]:
+    """``(height, width)`` of a PIL image or a ``[..., H, W]`` tensor.
+
+    Example:
+        >>> image_hw(Image.new("RGB", (64, 48))), image_hw(torch.zeros(3, 48, 64))
+        ((48, 64), (48, 64))
+    """
     if isinstance(image, Image.Image):
         return image.height, image.width
     return int(image.shape[-2]), int(image.shape[-1])

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -22,6 +24,7 @@ from autotimm.data import (
     make_detection_dataset,
     make_instance_segmentation_dataset,
 )
+from autotimm.data.detection import rle_counts_from_string
 
 # pycocotools warns inside mask.decode under numpy 2.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -431,6 +434,14 @@ def test_instance_loading_in_a_worker_process(inst_root: Path) -> None:
         ([[1, 2, 3, 4, 5]], "even number"),
         ({"size": [10, 10], "counts": "abc"}, r"RLE size \[10, 10\] does not match"),
         ({"size": [SIZE, SIZE], "counts": [5, 6]}, "counts sum to 11"),
+        ({"size": "64x64", "counts": "abc"}, r"RLE size must be \[height, width\] integers"),
+        # Compressed RLE strings that pycocotools decodes into garbage (or rejects mid-epoch):
+        ({"size": [SIZE, SIZE], "counts": "zzzz"}, r"invalid character 'z' at position 0"),
+        ({"size": [SIZE, SIZE], "counts": "é"}, "invalid character 'é'"),
+        ({"size": [SIZE, SIZE], "counts": "abc"}, "counts end inside a number"),
+        ({"size": [SIZE, SIZE], "counts": "@"}, "negative run length"),
+        ({"size": [SIZE, SIZE], "counts": ""}, rf"counts sum to 0, expected {SIZE}\*{SIZE}"),
+        ({"size": [SIZE, SIZE], "counts": "52203"}, "compressed RLE counts sum to 16"),
     ],
 )
 def test_invalid_segmentations_are_named(inst_copy: Path, segmentation: Any, message: str) -> None:
@@ -461,3 +472,86 @@ def test_unverified_sizes_come_from_the_json(det_copy: Path) -> None:
     assert dm.val_dataset.records[1].width == SIZE  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match=str(bad)):
         dm.val_dataset[1]  # type: ignore[index]
+
+
+def _compressed_counts(mask: np.ndarray) -> str:
+    counts: Any = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
+    return str(counts.decode("ascii"))
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda c: c[:-1], "end inside a number|compressed RLE counts sum to"),  # truncated
+        (lambda c: c[: len(c) // 2], "compressed RLE counts sum to|end inside a number"),
+        (lambda c: c + "3", "compressed RLE counts sum to"),  # one run too many
+        (lambda c: c[:2] + "~" + c[3:], "invalid character '~' at position 2"),
+    ],
+)
+def test_malformed_compressed_rle_fails_at_setup_naming_file_and_annotation(
+    inst_copy: Path, mangle: Callable[[str], str], message: str
+) -> None:
+    """Issue 10 h: pycocotools used to fail (or decode garbage) mid-epoch, naming nothing."""
+    mask = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    mask[10:30, 5:25] = 1
+    mask[40:50, 40:60] = 1
+
+    def edit(coco: dict[str, Any]) -> None:
+        ann = coco["annotations"][1]
+        ann.update(
+            id=987, segmentation={"size": [SIZE, SIZE], "counts": mangle(_compressed_counts(mask))}
+        )
+
+    path = _edit(inst_copy, "train", edit)
+    with pytest.raises(ValueError, match=rf"annotation 987 in {path}.*({message})"):
+        _inst(inst_copy).setup("fit")
+    # the same file without the damage sets up
+    _edit(
+        inst_copy,
+        "train",
+        lambda c: c["annotations"][1].update(
+            segmentation={"size": [SIZE, SIZE], "counts": _compressed_counts(mask)}
+        ),
+    )
+    _inst(inst_copy).setup("fit")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    density=st.floats(0.0, 1.0),
+)
+def test_rle_counts_from_string_agrees_with_pycocotools(
+    height: int, width: int, seed: int, density: float
+) -> None:
+    mask = np.random.default_rng(seed).random((height, width)) < density
+    counts = _compressed_counts(mask)
+    runs = rle_counts_from_string(counts)
+    # The run lengths of the column-major mask, starting with a (possibly empty) run of zeros.
+    flat = mask.T.reshape(-1).astype(np.int8)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    expected = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    if flat[0] == 1:
+        expected = [0, *expected]
+    assert runs == expected
+    assert rle_counts_from_string(counts.encode("ascii")) == runs
+    decoded = decode_segmentation({"size": [height, width], "counts": counts}, height, width)
+    assert np.array_equal(decoded, mask.astype(np.uint8))
+
+
+def test_rle_counts_from_bytes() -> None:
+    """pycocotools hands out bytes; JSON gives str. Both decode; non-ASCII bytes are named."""
+    assert rle_counts_from_string(b"52203") == rle_counts_from_string("52203") == [5, 2, 2, 2, 5]
+    with pytest.raises(ValueError, match="counts are not ASCII"):
+        rle_counts_from_string(b"\xff")
+
+
+def test_negative_bbox_size_is_named(det_copy: Path) -> None:
+    def edit(coco: dict[str, Any]) -> None:
+        coco["annotations"][0].update(id=55, bbox=[20, 20, -5, 10])
+
+    path = _edit(det_copy, "val", edit)
+    with pytest.raises(ValueError, match=rf"annotation 55 in {path} has a negative bbox width"):
+        _det(det_copy).setup("fit")

@@ -11,12 +11,14 @@ from PIL import Image
 
 from autotimm.data import decode_segmentation
 from autotimm.data.synthetic import (
+    IMAGE_FORMATS,
     SHAPES,
     class_colors,
     make_classification_dataset,
     make_detection_dataset,
     make_instance_segmentation_dataset,
     make_segmentation_dataset,
+    save_image,
 )
 
 # pycocotools itself triggers a numpy-2 DeprecationWarning inside mask.decode.
@@ -251,3 +253,91 @@ def test_detection_argument_checks(tmp_path: Path) -> None:
         make_detection_dataset(tmp_path, num_classes=2, category_ids=[1, 1])
     with pytest.raises(ValueError, match="min_objects"):
         make_detection_dataset(tmp_path, min_objects=3, max_objects=2)
+
+
+PIL_MODES = {
+    "png": ("PNG", "RGB"),
+    "jpg": ("JPEG", "RGB"),
+    "png16": ("PNG", "I;16"),
+    "tif16": ("TIFF", "I;16"),
+    "tif32": ("TIFF", "I"),
+    "tif32f": ("TIFF", "F"),
+}
+
+
+@pytest.mark.parametrize("image_format", sorted(IMAGE_FORMATS))
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_image_formats_are_the_real_file_formats(
+    tmp_path: Path, kind: str, image_format: str
+) -> None:
+    write = {
+        "classification": make_classification_dataset,
+        "segmentation": make_segmentation_dataset,
+        "detection": make_detection_dataset,
+        "instance": make_instance_segmentation_dataset,
+    }[kind]
+    root = write(tmp_path, image_size=24, image_format=image_format)  # type: ignore[operator]
+    suffix = IMAGE_FORMATS[image_format][0]
+    images = [p for p in root.rglob("*") if p.is_file() and "masks" not in p.parts]
+    images = [p for p in images if p.suffix != ".json"]
+    assert images and all(p.suffix == suffix for p in images)
+    for path in images:
+        with Image.open(path) as image:
+            assert (image.format, image.mode) == PIL_MODES[image_format]
+            pixels = np.asarray(image)
+        if image_format in ("png16", "tif16", "tif32"):
+            assert np.all(pixels % 257 == 0)  # grey level g stored as g * 257
+        if image_format == "tif32f":
+            assert pixels.min() >= 0.0 and pixels.max() <= 1.0
+    if kind == "detection":
+        coco = _load(root / "annotations" / "instances_train.json")
+        assert all(entry["file_name"].endswith(suffix) for entry in coco["images"])
+
+
+def test_save_image_writes_exactly_what_it_is_given(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "png": rng.integers(0, 256, (5, 7, 3), dtype=np.uint8),
+        "png16": rng.integers(0, 65536, (5, 7), dtype=np.uint16),
+        "tif16": rng.integers(0, 65536, (5, 7), dtype=np.uint16),
+        "tif32": rng.integers(-(2**31), 2**31 - 1, (5, 7), dtype=np.int32),
+        "tif32f": rng.standard_normal((5, 7)).astype(np.float32),
+    }
+    for image_format, pixels in arrays.items():
+        path = save_image(
+            tmp_path / f"{image_format}{IMAGE_FORMATS[image_format][0]}",
+            pixels,
+            image_format,  # type: ignore[arg-type]
+        )
+        with Image.open(path) as image:
+            assert np.array_equal(np.asarray(image), pixels), image_format
+
+
+def test_save_image_argument_checks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"'png16' pixels must be uint16 \[H, W\], got uint8"):
+        save_image(tmp_path / "a.png", np.zeros((4, 4), np.uint8), "png16")
+    with pytest.raises(
+        ValueError, match=r"'tif32f' pixels must be float32 \[H, W\], got float32 \[4, 4, 3\]"
+    ):
+        save_image(tmp_path / "a.tif", np.zeros((4, 4, 3), np.float32), "tif32f")
+    with pytest.raises(ValueError, match=r"'tif16' image needs the suffix '.tif'"):
+        save_image(tmp_path / "a.png", np.zeros((4, 4), np.uint16), "tif16")
+    with pytest.raises(ValueError, match="image_format must be one of"):
+        save_image(tmp_path / "a.bmp", np.zeros((4, 4), np.uint8), "bmp")  # type: ignore[arg-type]
+    assert not any(tmp_path.iterdir())
+
+
+def test_16_bit_masks_and_their_argument_checks(tmp_path: Path) -> None:
+    root = make_segmentation_dataset(
+        tmp_path, 400, 3, 1, 32, seed=1, mask_bits=16, ignore_index=1000
+    )
+    for path in (root / "train" / "masks").iterdir():
+        with Image.open(path) as mask:
+            assert mask.mode == "I;16"
+            assert set(np.unique(np.asarray(mask)).tolist()) <= {*range(400), 1000}
+    with pytest.raises(ValueError, match=r"ignore_index must be in \[num_classes, 255\]"):
+        make_segmentation_dataset(tmp_path / "b", 300)
+    with pytest.raises(ValueError, match=r"ignore_index must be in \[num_classes, 65535\]"):
+        make_segmentation_dataset(tmp_path / "c", 3, mask_bits=16, ignore_index=70000)
+    with pytest.raises(ValueError, match="mask_bits must be 8 or 16"):
+        make_segmentation_dataset(tmp_path / "d", 3, mask_bits=12)  # type: ignore[arg-type]
