@@ -85,7 +85,7 @@ CASES: list[tuple[type, dict[str, Any], Callable[[], dict[str, Any]], Callable[[
         ImageClassifier,
         {"num_classes": 3, "loss_fn": "ce", "loss_kwargs": {"label_smoothing": 0.1}},
         _cls_batch,
-        lambda m: (m.loss.label_smoothing, m.loss.num_classes),
+        lambda m: (m.loss.module.label_smoothing, m.loss.module.num_classes),
     ),
     (
         SemanticSegmentor,
@@ -97,7 +97,11 @@ CASES: list[tuple[type, dict[str, Any], Callable[[], dict[str, Any]], Callable[[
             "decoder_channels": 32,
         },
         _seg_batch,
-        lambda m: (m.loss.ce_weight, m.loss.dice_weight, m.loss.class_weights.tolist()),
+        lambda m: (
+            m.loss.module.ce_weight,
+            m.loss.module.dice_weight,
+            m.loss.module.class_weights.tolist(),
+        ),
     ),
     (
         ObjectDetector,
@@ -110,11 +114,11 @@ CASES: list[tuple[type, dict[str, Any], Callable[[], dict[str, Any]], Callable[[
         },
         _det_batch,
         lambda m: (
-            type(m.loss.cls_loss),
-            m.loss.cls_loss.alpha,
-            m.loss.cls_loss.gamma,
-            type(m.loss.reg_loss),
-            m.loss.centerness_weight,
+            type(m.loss.module.cls_loss),
+            m.loss.module.cls_loss.alpha,
+            m.loss.module.cls_loss.gamma,
+            type(m.loss.module.reg_loss),
+            m.loss.module.centerness_weight,
         ),
     ),
     (
@@ -128,7 +132,11 @@ CASES: list[tuple[type, dict[str, Any], Callable[[], dict[str, Any]], Callable[[
             **TINY_DET,
         },
         _det_batch,
-        lambda m: (type(m.loss.reg_loss), type(m.mask_loss), m.mask_loss.pos_weight.tolist()),
+        lambda m: (
+            type(m.loss.module.reg_loss),
+            type(m.mask_loss.module),
+            m.mask_loss.module.pos_weight.tolist(),
+        ),
     ),
 ]
 
@@ -159,7 +167,7 @@ def test_checkpoint_round_trip_keeps_the_loss(
     assert not any(isinstance(v, str) and v.startswith("unregistered:") for v in hparams.values())
 
     loaded = model_cls.load_from_checkpoint(path)
-    assert type(loaded.loss) is type(model.loss)
+    assert type(loaded.loss.module) is type(model.loss.module)
     assert loss_facts(loaded) == loss_facts(model)
     assert dict(loaded.hparams) == dict(model.hparams)
     state, loaded_state = model.state_dict(), loaded.state_dict()
@@ -221,9 +229,9 @@ def test_custom_registered_losses_round_trip(custom_losses: None, tmp_path: Path
         trainer.save_checkpoint(path)
         assert plain(torch.load(path, weights_only=True)["hyper_parameters"])
         loaded = ImageClassifier.load_from_checkpoint(path)
-        assert type(loaded.loss) is type(model.loss)
+        assert type(loaded.loss.module) is type(model.loss.module)
         assert loaded.hparams["loss_fn"] == spec
-    assert loaded.loss.ce.weight.tolist() == [1.0, 1.0, 1.0]
+    assert loaded.loss.module.ce.weight.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_unregistered_loss_instance_must_be_passed_again(tmp_path: Path) -> None:
@@ -239,7 +247,7 @@ def test_unregistered_loss_instance_must_be_passed_again(tmp_path: Path) -> None
     loaded = ImageClassifier.load_from_checkpoint(
         path, loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1)
     )
-    assert loaded.loss.label_smoothing == 0.1
+    assert loaded.loss.module.label_smoothing == 0.1
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in loaded.state_dict().items())
 
@@ -257,7 +265,7 @@ def test_unregistered_detection_loss_names_its_argument(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="reg_loss_fn=YourLoss"):
         ObjectDetector.load_from_checkpoint(path)
     loaded = ObjectDetector.load_from_checkpoint(path, reg_loss_fn=L1Boxes())
-    assert type(loaded.loss.reg_loss).__name__ == "L1Boxes"
+    assert type(loaded.loss.module.reg_loss).__name__ == "L1Boxes"
 
 
 def test_loss_instance_keeps_its_own_values_for_context_parameters(tmp_path: Path) -> None:
@@ -267,7 +275,7 @@ def test_loss_instance_keeps_its_own_values_for_context_parameters(tmp_path: Pat
     model = SemanticSegmentor(
         BACKBONE, num_classes=3, loss_fn=DiceLoss(smooth=0.5), ignore_index=0, pretrained=False
     )
-    assert model.loss.ignore_index == 255  # used as given
+    assert model.loss.module.ignore_index == 255  # used as given
     assert model.hparams["loss_fn"] == {
         "name": "dice",
         "params": {"smooth": 0.5, "num_classes": None, "ignore_index": 255},
@@ -277,7 +285,11 @@ def test_loss_instance_keeps_its_own_values_for_context_parameters(tmp_path: Pat
     trainer.strategy.connect(model)
     trainer.save_checkpoint(path)
     loaded = SemanticSegmentor.load_from_checkpoint(path)
-    assert (loaded.loss.ignore_index, loaded.loss.smooth, loaded.loss.num_classes) == (
+    assert (
+        loaded.loss.module.ignore_index,
+        loaded.loss.module.smooth,
+        loaded.loss.module.num_classes,
+    ) == (
         255,
         0.5,
         None,
