@@ -194,12 +194,12 @@ class SemanticSegmentor(TaskModel):
             )
         masks = masks.long()
         if self.num_classes == 1:
-            values = masks[masks != self.ignore_index]
-            if values.numel() and (values.min() < 0 or values.max() > 1):
+            other = masks[(masks != self.ignore_index) & ((masks < 0) | (masks > 1))]
+            if other.numel():
                 raise ValueError(
                     "num_classes=1 (binary segmentation) takes masks of 0 (background) and 1 "
-                    f"(foreground), and ignore_index={self.ignore_index}; got values "
-                    f"{values.unique().tolist()[:10]}. For more classes set num_classes."
+                    f"(foreground), and ignore_index={self.ignore_index}; got mask values "
+                    f"{other.unique().tolist()[:10]}. For more classes set num_classes."
                 )
         return images, masks
 
@@ -237,7 +237,8 @@ def _check_binary_loss(loss: ResolvedLoss) -> None:
     what = (
         f"loss {loss.entry.name!r} takes class indices"
         if loss.entry is not None
-        else f"the unregistered loss {type(loss.module).__name__} is taken to take class indices"
+        else f"the unregistered loss {type(loss.module).__name__} declares no target kind, so it "
+        "is taken to take class indices"
     )
     raise ValueError(
         f"SemanticSegmentor(num_classes=1) has one output channel, but {what} (a softmax over "

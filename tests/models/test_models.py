@@ -190,6 +190,126 @@ def test_detector_needs_a_pyramid_backbone() -> None:
         ObjectDetector("vit_tiny_patch16_224", num_classes=2, pretrained=False)
 
 
+# --------------------------------------------------------------------------- detection input (10 i)
+BAD_BOXES = [  # (boxes of batch item 1, what the error says about them)
+    (
+        torch.tensor([[4.0, 6.0, 30.0, 28.0], [60.0, 30.0, 34.0, 62.0]]),
+        r"\[1\] = .*box 1\) has x2 < x1",
+    ),
+    (
+        torch.tensor([[4.0, 28.0, 30.0, 6.0], [34.0, 30.0, 60.0, 62.0]]),
+        r"\[0\] = .*box 0\) has y2 < y1",
+    ),
+    (
+        torch.tensor([[4.0, 6.0, 30.0, 28.0], [34.0, float("nan"), 60.0, 62.0]]),
+        r"\[1\] = .*box 1\) is not finite",
+    ),
+    (
+        torch.tensor([[4.0, 6.0, float("inf"), 28.0], [34.0, 30.0, 60.0, 62.0]]),
+        r"\[0\] = .*box 0\) is not finite",
+    ),
+]
+
+
+@pytest.mark.parametrize("model_cls", [ObjectDetector, InstanceSegmentor])
+@pytest.mark.parametrize(("boxes", "message"), BAD_BOXES)
+def test_malformed_boxes_name_the_batch_item_and_the_box(
+    model_cls: type, boxes: torch.Tensor, message: str, logged: dict[str, float]
+) -> None:
+    model = _tiny(model_cls, num_classes=2)
+    batch = _det_batch(with_masks=model_cls is InstanceSegmentor)
+    batch["boxes"] = [torch.zeros(0, 4), boxes]  # batch item 1
+    batch["labels"] = [torch.zeros(0, dtype=torch.long), torch.tensor([0, 1])]
+    if "masks" in batch:
+        batch["masks"] = batch["masks"][::-1]
+    with pytest.raises(ValueError, match=r"targets\[1\]\['boxes'\]" + message) as error:
+        model.training_step(batch, 0)
+    assert "(batch item 1, box" in str(error.value)
+    targets = [{k: batch[k][i] for k in ("boxes", "labels")} for i in range(2)]
+    for target, masks in zip(targets, batch.get("masks", [None, None])):
+        if masks is not None:
+            target["masks"] = masks
+    with pytest.raises(ValueError, match=message):  # torchvision-style batches too
+        model.validation_step((batch["image"], targets), 0)
+
+
+@pytest.mark.parametrize("model_cls", [ObjectDetector, InstanceSegmentor])
+@pytest.mark.parametrize("key", ["boxes", "labels", "masks"])
+def test_target_lists_shorter_than_the_batch_are_a_clear_error(
+    model_cls: type, key: str, logged: dict[str, float]
+) -> None:
+    model = _tiny(model_cls, num_classes=2)
+    batch = _det_batch(with_masks=True)
+    if key == "masks" and model_cls is ObjectDetector:
+        del batch["masks"]
+        key = "boxes"
+    batch[key] = batch[key][:1]
+    with pytest.raises(
+        ValueError, match=rf"batch\['{key}'\] has 1 entries for a batch of 2 images.*item 1"
+    ):
+        model.training_step(batch, 0)
+    images, targets = batch["image"], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}]
+    with pytest.raises(ValueError, match="targets has 1 entries for a batch of 2 images"):
+        model.training_step((images, targets), 0)
+
+
+def test_degenerate_but_ordered_boxes_and_empty_float_labels_are_accepted(
+    logged: dict[str, float],
+) -> None:
+    model = _tiny(ObjectDetector, num_classes=2)
+    batch = _det_batch()
+    batch["boxes"][0] = torch.tensor([[4.0, 6.0, 4.0, 28.0], [34.0, 30.0, 60.0, 62.0]])
+    batch["labels"][1] = torch.zeros(0)  # an empty float tensor holds no class index
+    assert torch.isfinite(model.training_step(batch, 0))
+    batch["labels"][0] = torch.tensor([0.0, 1.0])
+    with pytest.raises(ValueError, match="must be integer class indices"):
+        model.training_step(batch, 0)
+
+
+# --------------------------------------------------------------------------- binary segmentation
+@pytest.mark.parametrize(
+    "loss_fn", ["combined_segmentation", "dice", "jaccard", "lovasz", "tversky", "ce"]
+)
+def test_one_channel_segmentor_with_a_softmax_loss_is_refused_at_construction(
+    loss_fn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_backbone(*args: Any, **kw: Any) -> None:
+        raise AssertionError("the backbone was built before the loss was checked")
+
+    monkeypatch.setattr(timm, "create_model", no_backbone)
+    with pytest.raises(ValueError, match=r"num_classes=1.*num_classes=2.*'bce_with_logits'"):
+        SemanticSegmentor(BACKBONE, num_classes=1, loss_fn=loss_fn, pretrained=False)
+    with pytest.raises(ValueError, match="register your loss with target='dense'"):
+        SemanticSegmentor(BACKBONE, num_classes=1, loss_fn=nn.BCEWithLogitsLoss(), pretrained=False)
+
+
+@pytest.mark.parametrize("loss_fn", ["bce_with_logits", "bce", "mask"])
+def test_one_channel_segmentor_trains_on_the_binary_mask_with_a_dense_loss(
+    loss_fn: str, logged: dict[str, float]
+) -> None:
+    model = _tiny(SemanticSegmentor, num_classes=1, loss_fn=loss_fn)
+    images = torch.randn(2, 3, 32, 32)
+    masks = torch.randint(0, 2, (2, 32, 32))
+    loss = model.training_step({"image": images, "mask": masks}, 0)
+    loss.backward()
+    assert model.head.classifier.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        outputs = model(images)
+        loss, _ = model.compute_loss(outputs, masks)
+    logits = outputs[:, 0]
+    if loss_fn != "mask":  # bce and bce_with_logits: the mean BCE with the mask as target
+        expected = nn.functional.binary_cross_entropy_with_logits(logits, masks.float())
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert model.predict(images).tolist() == (logits > 0).long().tolist()
+    masks[0, 0, :4] = 255  # ignored pixels are allowed (dense losses count them as background)
+    model.validation_step({"image": images, "mask": masks}, 0)
+    assert {"val/loss", "val/miou", "val/pixel_acc"} <= set(logged)
+    masks[1, 0, 0] = 2
+    with pytest.raises(ValueError, match=r"num_classes=1 \(binary segmentation\).*\[2\]"):
+        model.training_step({"image": images, "mask": masks}, 0)
+
+
 # --------------------------------------------------------------------------- loss resolution
 @pytest.mark.parametrize(
     ("model_cls", "kwargs"),
