@@ -8,13 +8,14 @@ same loss class with the same parameters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -295,3 +296,60 @@ def test_loss_instance_keeps_its_own_values_for_context_parameters(tmp_path: Pat
         None,
     )
     assert dict(loaded.hparams) == dict(model.hparams)
+
+
+class LearningRates(Callback):
+    """The learning rate of each training step, and a stop after ``stop_at`` steps."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.rates: list[float] = []
+        self.stop_at = stop_at
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, idx: int) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        if trainer.global_step == self.stop_at:
+            trainer.should_stop = True
+
+
+def test_resuming_a_checkpoint_continues_the_warmup_cosine_schedule(tmp_path: Path) -> None:
+    """The scheduler's state is saved (as plain numbers) and restored: a run stopped after 4
+    of 8 steps and resumed from its checkpoint has the learning rates of an uninterrupted run
+    (linear warmup, then cosine decay)."""
+
+    def run(callback: LearningRates, ckpt_path: Path | None = None) -> Trainer:
+        torch.manual_seed(0)
+        model = ImageClassifier(BACKBONE, num_classes=3, pretrained=False, warmup_ratio=0.25)
+        trainer = AutoTrainer(
+            default_root_dir=tmp_path,
+            max_steps=8,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            callbacks=[callback],
+        )
+        loader = DataLoader([_cls_batch(), _cls_batch()], batch_size=None)  # 2 steps per epoch
+        trainer.fit(model, train_dataloaders=loader, ckpt_path=ckpt_path)
+        return trainer
+
+    lr, warmup, total = 1e-3, 2, 8  # ImageClassifier's lr; warmup_ratio 0.25 of 8 steps
+    expected = [lr * (s + 1) / warmup for s in range(warmup)] + [
+        lr * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (total - warmup)))
+        for s in range(warmup, total)
+    ]
+    first = LearningRates(stop_at=4)
+    stopped = run(first)
+    path = tmp_path / "stopped.ckpt"
+    stopped.save_checkpoint(path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["lr_schedulers"][0]["_milestones"] == [2]  # torch's SequentialLR state
+    resumed = LearningRates()
+    run(resumed, ckpt_path=path)
+    assert first.rates == pytest.approx(expected[:4])
+    assert resumed.rates == pytest.approx(expected[4:])
