@@ -24,6 +24,7 @@ _OFFLINE_HINT = (
     "available offline (e.g. download them once and set HF_HUB_OFFLINE=1 / HF_HOME)."
 )
 
+
 def _check_backbone_name(backbone: Any) -> str:
     if not isinstance(backbone, str) or not backbone:
         raise TypeError(f"backbone must be a timm model name (str); got {backbone!r}")

@@ -13,7 +13,8 @@ import math
 import warnings
 from typing import Any, Literal
 
-from timm.optim import create_optimizer_v2
+# the documented public path; timm's __init__ re-exports it without declaring __all__
+from timm.optim import create_optimizer_v2  # pyright: ignore[reportPrivateImportUsage]
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
