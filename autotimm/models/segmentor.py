@@ -235,14 +235,20 @@ def _check_binary_loss(loss: ResolvedLoss) -> None:
         if entry.target == "dense" and {"classification", "segmentation"} & set(entry.tasks)
     )
     what = (
-        f"loss {loss.entry.name!r} takes class indices"
+        f"loss {loss.entry.name!r} takes "
+        + ("class indices" if loss.target == "class_indices" else f"{loss.target!r} targets")
         if loss.entry is not None
         else f"the unregistered loss {type(loss.module).__name__} declares no target kind, so it "
         "is taken to take class indices"
     )
+    why = (
+        " (a softmax over one channel is constant, so it would train on nothing)"
+        if loss.target == "class_indices"
+        else ""
+    )
     raise ValueError(
-        f"SemanticSegmentor(num_classes=1) has one output channel, but {what} (a softmax over "
-        "one channel is constant, so it would train on nothing). For binary masks use "
+        f"SemanticSegmentor(num_classes=1) has one output channel, but {what}{why}. "
+        "For binary masks use "
         "num_classes=2 (background and foreground), or keep num_classes=1 with a loss that "
         f"takes dense (sigmoid) targets: {', '.join(map(repr, fitting))}"
         + ("" if loss.entry is not None else " (or register your loss with target='dense')")
