@@ -11,17 +11,14 @@ from torchmetrics import Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy, MultilabelAccuracy
 
 from autotimm.losses.resolve import LossLike, resolve_loss
-from autotimm.models._base import (
-    SchedulerName,
-    TaskModel,
-    adapt_to_loss,
-    check_images,
-    check_num_classes,
-    create_backbone,
-    images_of,
-    plain_hparam,
-    warn_unused,
-)
+from autotimm.models._base import warn_unused
+from autotimm.models.backbones import create_backbone
+from autotimm.models.batches import images_and, images_of
+from autotimm.models.checks import check_class_weights, check_images, check_num_classes
+from autotimm.models.hparams import plain_hparam
+from autotimm.models.model_loss import ModelLoss
+from autotimm.models.optim import SchedulerName
+from autotimm.models.task import Stage, TaskModel
 
 __all__ = ["ImageClassifier"]
 
@@ -40,12 +37,14 @@ class ImageClassifier(TaskModel):
         multi_label: Targets are multi-hot ``[B, num_classes]`` vectors, not class ids.
         class_weights: Per-class weights, for losses that take ``class_weights``.
         pretrained: Load pretrained backbone weights (needs them cached or a network).
-        lr, weight_decay: AdamW settings.
+        lr: AdamW learning rate (the peak of the schedule).
+        weight_decay: AdamW weight decay (not applied to biases and norm parameters).
         warmup_ratio: Fraction of the training steps with linear warmup before cosine decay.
         scheduler: ``"cosine"`` (warmup + cosine) or ``"none"`` (constant learning rate).
         drop_rate: Dropout before the classifier (timm's ``drop_rate``).
 
     Batches are ``{"image": [B, 3, H, W], "label": [B]}`` dicts or ``(images, labels)``.
+    ``model.loss`` is the :class:`~autotimm.models.model_loss.ModelLoss` it trains with.
 
     Example:
         >>> model = ImageClassifier("resnet18", num_classes=10, pretrained=False)
@@ -70,33 +69,26 @@ class ImageClassifier(TaskModel):
     ) -> None:
         super().__init__()
         num_classes = check_num_classes(num_classes)
-        self._set_optim(lr, weight_decay, warmup_ratio, scheduler)
+        self.set_optimisation(lr, weight_decay, warmup_ratio, scheduler)
         if loss_fn is None:
             loss_fn = "bce_with_logits" if multi_label else "cross_entropy"
-        weights = (
-            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        )
-        if weights is not None and weights.shape != (num_classes,):
-            raise ValueError(
-                f"class_weights must have one weight per class ({num_classes}); "
-                f"got shape {list(weights.shape)}"
-            )
+        weights = check_class_weights(class_weights, num_classes)
         # the loss first: bad loss arguments fail before the backbone is built or data is read
         context = {"num_classes": num_classes, "class_weights": weights}
-        self.criterion = resolve_loss(
+        resolved = resolve_loss(
             loss_fn,
             context=context,
             kwargs=loss_kwargs,
             fallbacks={"class_weights": lambda: torch.ones(num_classes)},
         )
-        if multi_label and self.criterion.target == "class_indices":
+        if multi_label and resolved.target == "class_indices":
             raise ValueError(
                 f"multi_label=True gives multi-hot targets, but loss_fn "
-                f"{self.criterion.to_hparam()!r} takes class indices; use a loss with dense "
+                f"{resolved.to_hparam()!r} takes class indices; use a loss with dense "
                 "targets such as 'bce_with_logits'"
             )
-        warn_unused(self.criterion, {"class_weights": weights})
-        self.loss = self.criterion.module
+        warn_unused(resolved, {"class_weights": weights})
+        self.loss = ModelLoss(resolved, class_dim=1, multi_label=multi_label)
         self.backbone = create_backbone(
             backbone, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate
         )
@@ -109,7 +101,7 @@ class ImageClassifier(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "loss_fn": self.criterion.to_hparam(context),
+                "loss_fn": resolved.to_hparam(context),
                 "loss_kwargs": None,  # merged into loss_fn's params
                 "multi_label": multi_label,
                 "class_weights": plain_hparam(weights),
@@ -126,30 +118,24 @@ class ImageClassifier(TaskModel):
         """Class logits ``[B, num_classes]`` for images ``[B, 3, H, W]``."""
         return self.backbone(check_images(x, self.in_chans))
 
-    def _unpack(self, batch: Any) -> tuple[Tensor, Tensor]:
-        if isinstance(batch, Mapping):
-            return batch["image"], batch["label"]
-        images, labels = batch[0], batch[1]
-        return images, labels
+    def unpack_batch(self, batch: Any) -> tuple[Tensor, Tensor]:
+        return images_and(batch, "label")
 
-    def _shared_step(self, batch: Any, stage: str) -> Tensor:
-        images, labels = self._unpack(batch)
-        logits = self(images)
-        prediction, target = adapt_to_loss(
-            self.criterion, logits, labels, class_dim=1, multi_label=self.multi_label
-        )
-        loss = self.loss(prediction, target)
-        self.log_loss(stage, loss, {"loss": self.loss}, batch_size=images.shape[0])
+    def compute_loss(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.loss(outputs, targets), self.loss.components()
+
+    def update_metrics(
+        self, stage: Stage, images: Tensor, outputs: Tensor, targets: Tensor
+    ) -> None:
         metric = self.train_acc if stage == "train" else self.val_acc
         if self.multi_label:
-            probs = logits.detach().sigmoid()
+            probs = outputs.detach().sigmoid()
             if self.num_classes == 1:  # BinaryAccuracy
-                probs, labels = probs.reshape(-1), labels.reshape(-1)
-            metric(probs, labels.long())
+                probs, targets = probs.reshape(-1), targets.reshape(-1)
+            metric(probs, targets.long())
         else:
-            metric(logits.detach().argmax(1), labels)
+            metric(outputs.detach().argmax(1), targets)
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
-        return loss
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = images_of(batch)

@@ -7,9 +7,9 @@ the level's size range) is background and trained as a negative.
 
 from __future__ import annotations
 
-import warnings
+import dataclasses
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, cast
 
 import torch
@@ -19,164 +19,60 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from autotimm.losses.resolve import LossLike, ResolvedLoss, resolve_loss
 from autotimm.losses.spec import LossSpec
-from autotimm.models._base import (
-    SchedulerName,
-    TaskModel,
-    check_images,
-    check_num_classes,
-    create_backbone,
-    images_of,
-)
+from autotimm.models.backbones import create_backbone
+from autotimm.models.batches import DetectionTargets, detection_batch, images_of
+from autotimm.models.checks import check_images, check_num_classes, check_probability
+from autotimm.models.fcos import assign_fcos_targets, fcos_locations, level_size_ranges
 from autotimm.models.heads import FCOSHead
+from autotimm.models.model_loss import ModelLoss
+from autotimm.models.optim import SchedulerName
+from autotimm.models.task import Stage, TaskModel
 
-__all__ = [
-    "DetectionTargets",
-    "ObjectDetector",
-    "assign_fcos_targets",
-    "fcos_locations",
-    "summed_component",
-]
-
-DetectionTargets = list[dict[str, Tensor]]
-"""Per-image targets: ``{"boxes": float [K, 4] xyxy pixels, "labels": long [K]}`` (+ masks)."""
+__all__ = ["CRITERION", "DetectionOutputs", "ObjectDetector"]
 
 CRITERION = "fcos"
 """The registry criterion that combines the detector's cls, reg and centerness losses."""
 
 
-def fcos_locations(
-    shapes: Sequence[tuple[int, int]], strides: Sequence[int], device: torch.device
-) -> list[Tensor]:
-    """Pixel centres ``[H*W, 2]`` (x, y) of every location of every pyramid level.
+@dataclasses.dataclass
+class DetectionOutputs:
+    """The network's outputs for one batch: what the loss, the metrics and ``predict`` read.
 
-    Example:
-        >>> fcos_locations([(1, 2)], [8], torch.device("cpu"))[0].tolist()
-        [[4.0, 4.0], [12.0, 4.0]]
+    Attributes:
+        features: FPN features ``p3``..``p7``.
+        head: Per-level head outputs ``cls_logits``, ``box_regression`` and ``centerness``.
+        image_size: ``(H, W)`` of the input images.
     """
-    points = []
-    for (h, w), stride in zip(shapes, strides):
-        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * stride
-        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * stride
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        points.append(torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1))
-    return points
+
+    features: OrderedDict[str, Tensor]
+    head: dict[str, list[Tensor]]
+    image_size: tuple[int, int]
 
 
-def assign_fcos_targets(
-    points: Tensor,
-    point_strides: Tensor,
-    size_ranges: Tensor,
-    boxes: Tensor,
-    labels: Tensor,
-    num_classes: int,
-    radius: float = 1.5,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """FCOS targets for one image with center sampling.
-
-    A location is positive for a box when it lies within ``radius * stride`` of the box centre
-    (clipped to the box) and the box's largest distance from it is in the level's size range;
-    among several such boxes the smallest wins. All other locations are background.
-
-    Args:
-        points: ``[P, 2]`` location centres; point_strides ``[P]``; size_ranges ``[P, 2]``.
-        boxes: ``[G, 4]`` xyxy; labels ``[G]`` in ``0..num_classes-1``.
-
-    Returns:
-        ``cls_targets [P]`` (``num_classes`` = background), ``box_targets [P, 4]`` (xyxy of the
-        assigned box, zeros for background) and ``centerness_targets [P]``.
-
-    Example:
-        >>> pts = torch.tensor([[4.0, 4.0], [12.0, 4.0]])
-        >>> cls, box, ctr = assign_fcos_targets(pts, torch.tensor([8.0, 8.0]),
-        ...     torch.tensor([[0.0, 64.0]] * 2), torch.tensor([[0.0, 0.0, 8.0, 8.0]]),
-        ...     torch.tensor([1]), num_classes=2)
-        >>> cls.tolist(), ctr.tolist()
-        ([1, 2], [1.0, 0.0])
-    """
-    num_points = points.shape[0]
-    if boxes.numel() == 0:
-        return (
-            torch.full((num_points,), num_classes, dtype=torch.long, device=points.device),
-            points.new_zeros(num_points, 4),
-            points.new_zeros(num_points),
-        )
-    x, y = points[:, 0:1], points[:, 1:2]  # [P, 1]
-    x1, y1, x2, y2 = boxes.unbind(1)  # [G]
-    ltrb = torch.stack([x - x1, y - y1, x2 - x, y2 - y], dim=2)  # [P, G, 4]
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    reach = point_strides[:, None] * radius  # [P, 1]
-    inner = torch.stack(
-        [
-            x - torch.maximum(cx - reach, x1),
-            y - torch.maximum(cy - reach, y1),
-            torch.minimum(cx + reach, x2) - x,
-            torch.minimum(cy + reach, y2) - y,
-        ],
-        dim=2,
-    )
-    in_center = inner.min(dim=2).values > 0
-    largest = ltrb.max(dim=2).values
-    in_range = (largest >= size_ranges[:, 0:1]) & (largest <= size_ranges[:, 1:2])
-    area = ((x2 - x1) * (y2 - y1))[None].expand(num_points, -1)
-    area = torch.where(in_center & in_range, area, torch.full_like(area, float("inf")))
-    best_area, best = area.min(dim=1)
-    positive = torch.isfinite(best_area)
-    cls_targets = torch.where(positive, labels[best], torch.full_like(best, num_classes))
-    box_targets = boxes[best] * positive[:, None]
-    d = ltrb[torch.arange(num_points, device=points.device), best].clamp(min=0)
-    lr = d[:, [0, 2]]
-    tb = d[:, [1, 3]]
-    centerness = torch.sqrt(
-        (lr.min(1).values / lr.max(1).values.clamp(min=1e-6))
-        * (tb.min(1).values / tb.max(1).values.clamp(min=1e-6))
-    )
-    return cls_targets, box_targets, centerness * positive
-
-
-def summed_component(
+def _summed_component(
     loss: LossLike,
     *,
-    context: Mapping[str, Any],
+    num_classes: int,
     kwargs: Mapping[str, Any] | None,
     argument: str,
 ) -> ResolvedLoss:
-    """Resolve a component loss of the FCOS criterion, which expects *summed* losses.
+    """A component loss of the ``fcos`` criterion, built to return a sum.
 
-    Names and specs get ``reduction="sum"`` through ``context`` (explicit kwargs still win).
-    A registry-built instance whose ``reduction`` is not ``"sum"`` is rebuilt from its spec
-    with ``reduction="sum"`` (same class and other parameters); any other such instance is
-    used as given, with a warning.
-
-    Example:
-        >>> summed_component("giou", context={"reduction": "sum"}, kwargs=None,
-        ...                  argument="reg_loss_fn").module.reduction
-        'sum'
+    The criterion normalises summed component losses by the number of positives. Names and
+    specs get ``reduction="sum"`` through the context (explicit kwargs still win); a
+    registry-built instance with another reduction is rebuilt from its spec with
+    ``reduction="sum"``. Whatever still is not summed (an unregistered instance, an explicit
+    ``reduction``) is reported by the criterion itself, the one place that checks it.
     """
+    context = {"num_classes": num_classes, "reduction": "sum"}
     resolved = resolve_loss(loss, context=context, kwargs=kwargs, argument=argument)
-    reduction = getattr(resolved.module, "reduction", "sum")
-    if reduction == "sum" or not isinstance(loss, nn.Module):
-        if reduction != "sum":
-            warnings.warn(
-                f"{argument}: the fcos criterion expects a summed loss, but the loss is "
-                f"configured with reduction={reduction!r}",
-                UserWarning,
-                stacklevel=3,
-            )
+    if not isinstance(loss, nn.Module) or getattr(loss, "reduction", "sum") == "sum":
         return resolved
     parameters = {p.name for p in resolved.entry.parameters} if resolved.entry else set()
-    if resolved.spec is not None and "reduction" in parameters:
-        spec = LossSpec(
-            name=resolved.spec.name, params={**resolved.spec.params, "reduction": "sum"}
-        )
-        return resolve_loss(spec, argument=argument)
-    warnings.warn(
-        f"{argument}: the fcos criterion expects a loss that returns a sum, but "
-        f"{type(loss).__name__} has reduction={reduction!r} and cannot be rebuilt with "
-        "reduction='sum'; the loss term will be scaled down accordingly",
-        UserWarning,
-        stacklevel=3,
-    )
-    return resolved
+    if resolved.spec is None or "reduction" not in parameters:
+        return resolved
+    spec = LossSpec(name=resolved.spec.name, params={**resolved.spec.params, "reduction": "sum"})
+    return resolve_loss(spec, argument=argument)
 
 
 class ObjectDetector(TaskModel):
@@ -189,19 +85,36 @@ class ObjectDetector(TaskModel):
         backbone: A timm model name with ``features_only`` support and three increasingly
             strided feature levels (used as C3-C5).
         num_classes: Number of object classes (>= 1), background excluded.
-        cls_loss_fn, reg_loss_fn: Registry names or aliases, ``LossSpec`` s or ``nn.Module`` s
-            for classification (default ``"focal"``) and box regression (default ``"giou"``).
-        cls_loss_kwargs, reg_loss_kwargs: Arguments for losses given by name.
-        cls_weight, reg_weight, centerness_weight: Context values for the ``fcos`` criterion.
-        pretrained, lr, weight_decay, warmup_ratio, scheduler: As for ``ImageClassifier``.
-        fpn_channels: Width of the FPN and of the heads; head_convs: convs per head tower.
+        cls_loss_fn: Classification loss: a registry name or alias, a ``LossSpec`` or an
+            ``nn.Module`` for ``(logits [N, C], one-hot targets [N, C])``; built with
+            ``reduction="sum"``.
+        reg_loss_fn: Box regression loss (``"giou"``, ``"diou"``, ``"ciou"`` or a module for
+            ``(boxes [F, 4], target boxes [F, 4])``); built with ``reduction="sum"``.
+        cls_loss_kwargs: Arguments for a classification loss given by name.
+        reg_loss_kwargs: Arguments for a regression loss given by name.
+        cls_weight: Weight of the classification term of the ``fcos`` criterion.
+        reg_weight: Weight of the box regression term.
+        centerness_weight: Weight of the centerness term.
+        pretrained: Load pretrained backbone weights (needs them cached or a network).
+        lr: AdamW learning rate (the peak of the schedule).
+        weight_decay: AdamW weight decay (not applied to biases and norm parameters).
+        warmup_ratio: Fraction of the training steps with linear warmup before cosine decay.
+        scheduler: ``"cosine"`` (warmup + cosine) or ``"none"`` (constant learning rate).
+        fpn_channels: Width of the FPN and of the heads.
+        head_convs: Convolutions per head tower.
         center_sampling_radius: Positive locations lie within this many strides of a centre.
-        score_thresh, nms_thresh, detections_per_img, topk_candidates: Post-processing.
+        score_thresh: Detections need a score above this (in [0, 1]).
+        nms_thresh: IoU above which class-wise NMS drops the lower-scored box (in [0, 1]).
+        detections_per_img: Most detections kept per image.
+        topk_candidates: Most candidates per pyramid level before NMS.
         compute_map: Compute COCO mAP (torchmetrics) during validation (``val/map``).
 
     Batches are ``{"image": [B, 3, H, W], "boxes": [[K, 4], ...], "labels": [[K], ...]}``
     (as from :class:`autotimm.data.DetectionDataModule`) or ``(images, targets)`` with
-    torchvision-style target dicts. Boxes are xyxy in input pixels.
+    torchvision-style target dicts. Boxes are ``x1, y1, x2, y2`` in input pixels; a box that
+    is not finite or has ``x2 < x1`` or ``y2 < y1``, or a list of boxes shorter than the
+    batch, is a ``ValueError`` naming the batch item and the box. ``model.loss`` is the
+    :class:`~autotimm.models.model_loss.ModelLoss` of the ``fcos`` criterion.
 
     Example:
         >>> model = ObjectDetector("resnet18", num_classes=3, pretrained=False)
@@ -237,19 +150,17 @@ class ObjectDetector(TaskModel):
     ) -> None:
         super().__init__()
         num_classes = check_num_classes(num_classes)
-        self._set_optim(lr, weight_decay, warmup_ratio, scheduler)
-        for name, value in (("score_thresh", score_thresh), ("nms_thresh", nms_thresh)):
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
-        # the fcos criterion normalises summed component losses by the number of positives
-        context = {"num_classes": num_classes, "reduction": "sum"}
-        self.cls_criterion = summed_component(
-            cls_loss_fn, context=context, kwargs=cls_loss_kwargs, argument="cls_loss_fn"
+        self.set_optimisation(lr, weight_decay, warmup_ratio, scheduler)
+        check_probability(score_thresh, "score_thresh")
+        check_probability(nms_thresh, "nms_thresh")
+        # the losses first: bad loss arguments fail before the backbone is built
+        cls_loss = _summed_component(
+            cls_loss_fn, num_classes=num_classes, kwargs=cls_loss_kwargs, argument="cls_loss_fn"
         )
-        self.reg_criterion = summed_component(
-            reg_loss_fn, context=context, kwargs=reg_loss_kwargs, argument="reg_loss_fn"
+        reg_loss = _summed_component(
+            reg_loss_fn, num_classes=num_classes, kwargs=reg_loss_kwargs, argument="reg_loss_fn"
         )
-        self.criterion: ResolvedLoss = resolve_loss(
+        criterion = resolve_loss(
             CRITERION,
             context={
                 "num_classes": num_classes,
@@ -257,10 +168,10 @@ class ObjectDetector(TaskModel):
                 "reg_weight": reg_weight,
                 "centerness_weight": centerness_weight,
             },
-            kwargs={"cls_loss": self.cls_criterion.module, "reg_loss": self.reg_criterion.module},
+            kwargs={"cls_loss": cls_loss.module, "reg_loss": reg_loss.module},
             argument="cls_loss_fn/reg_loss_fn",
         )
-        self.loss = self.criterion.module
+        self.loss = ModelLoss(criterion)
 
         self.backbone = create_backbone(backbone, pretrained=pretrained, features_only=True)
         info = cast(Any, self.backbone).feature_info
@@ -288,12 +199,13 @@ class ObjectDetector(TaskModel):
         self.topk_candidates = topk_candidates
         self.val_map = _mean_average_precision(self._map_iou_types()) if compute_map else None
         self._map_updates = 0
+        component_context = {"num_classes": num_classes, "reduction": "sum"}
         self.save_hyperparameters(
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "cls_loss_fn": self.cls_criterion.to_hparam(context),
-                "reg_loss_fn": self.reg_criterion.to_hparam(context),
+                "cls_loss_fn": cls_loss.to_hparam(component_context),
+                "reg_loss_fn": reg_loss.to_hparam(component_context),
                 "cls_loss_kwargs": None,  # merged into cls_loss_fn's params
                 "reg_loss_kwargs": None,
                 "cls_weight": cls_weight,
@@ -365,25 +277,26 @@ class ObjectDetector(TaskModel):
         )
         return cls, boxes, ctr, points_all, strides
 
-    def _size_ranges(self, strides: Tensor) -> Tensor:
-        """``[P, 2]`` (low, high) of the largest box side distance each location may regress:
-        ``(8 * previous stride, 8 * stride]``, open-ended on the last level."""
-        uppers = torch.tensor(
-            [8.0 * s for s in self.strides[:-1]] + [float("inf")], device=strides.device
-        )
-        lowers = torch.cat([uppers.new_zeros(1), uppers[:-1]])
-        level = torch.bucketize(
-            strides, torch.tensor(self.strides, dtype=strides.dtype, device=strides.device)
-        )
-        return torch.stack([lowers[level], uppers[level]], dim=1)
+    # ------------------------------------------------------------------ the step
+    def unpack_batch(self, batch: Any) -> tuple[Tensor, DetectionTargets]:
+        return detection_batch(batch, self.num_classes)
 
-    # ------------------------------------------------------------------ losses
+    def step_outputs(self, images: Tensor) -> DetectionOutputs:
+        pyramid = self.features(images)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        return DetectionOutputs(features=pyramid, head=self._head(pyramid), image_size=size)
+
+    def compute_loss(
+        self, outputs: DetectionOutputs, targets: DetectionTargets
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.detection_loss(outputs.head, targets), self.loss.components()
+
     def detection_loss(
         self, outputs: Mapping[str, list[Tensor]], targets: DetectionTargets
     ) -> Tensor:
         """The ``fcos`` criterion over all locations of all images (targets assigned here)."""
         cls, boxes, ctr, points, strides = self._flatten(outputs)
-        ranges = self._size_ranges(strides)
+        ranges = level_size_ranges(strides, self.strides)
         cls_t, box_t, ctr_t = [], [], []
         for target in targets:
             c, b, n = assign_fcos_targets(
@@ -398,7 +311,8 @@ class ObjectDetector(TaskModel):
             cls_t.append(c)
             box_t.append(b)
             ctr_t.append(n)
-        return self.loss(
+        # a structured loss takes the named inputs as they are: nothing to adapt
+        return self.loss.module(
             cls.reshape(-1, self.num_classes),
             boxes.reshape(-1, 4),
             ctr.reshape(-1),
@@ -407,12 +321,21 @@ class ObjectDetector(TaskModel):
             torch.cat(ctr_t),
         )
 
-    def compute_losses(
-        self, images: Tensor, targets: DetectionTargets
-    ) -> tuple[Tensor, dict[str, nn.Module | Tensor]]:
-        """Total loss and what to log next to it (modules with ``last_components``, values)."""
-        outputs = self(images)
-        return self.detection_loss(outputs, targets), {"detection": self.loss}
+    def update_metrics(
+        self,
+        stage: Stage,
+        images: Tensor,
+        outputs: DetectionOutputs,
+        targets: DetectionTargets,
+    ) -> None:
+        if stage == "train" or self.val_map is None:
+            return
+        detections = self.detections(outputs)  # evaluation mode here, as in predict()
+        self._map_updates += 1
+        self.val_map.update(
+            [self._map_prediction(d) for d in detections],
+            [self._map_target(t) for t in targets],
+        )
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -422,14 +345,13 @@ class ObjectDetector(TaskModel):
         was_training = self.training
         self.eval()
         try:
-            return self._postprocess(self(images), (int(images.shape[-2]), int(images.shape[-1])))
+            return self.detections(self.step_outputs(images))
         finally:
             self.train(was_training)
 
-    def _postprocess(
-        self, outputs: Mapping[str, list[Tensor]], image_size: tuple[int, int]
-    ) -> list[dict[str, Tensor]]:
-        cls, boxes, ctr, _, strides = self._flatten(outputs)
+    def detections(self, outputs: DetectionOutputs) -> list[dict[str, Tensor]]:
+        """Post-processed detections of the network's outputs (see :meth:`predict`)."""
+        cls, boxes, ctr, _, strides = self._flatten(outputs.head)
         level_of = torch.as_tensor(strides)
         results = []
         for b in range(cls.shape[0]):
@@ -448,7 +370,7 @@ class ObjectDetector(TaskModel):
                 all_boxes.append(boxes[b, point_idx])
                 all_scores.append(scores)
                 all_labels.append(label_idx)
-            det_boxes = clip_boxes_to_image(torch.cat(all_boxes), image_size)
+            det_boxes = clip_boxes_to_image(torch.cat(all_boxes), outputs.image_size)
             det_scores, det_labels = torch.cat(all_scores), torch.cat(all_labels)
             keep = batched_nms(det_boxes, det_scores, det_labels, self.nms_thresh)
             keep = keep[: self.detections_per_img]
@@ -457,55 +379,10 @@ class ObjectDetector(TaskModel):
             )
         return results
 
-    # ------------------------------------------------------------------ Lightning hooks
-    def _unpack(self, batch: Any) -> tuple[Tensor, DetectionTargets]:
-        if isinstance(batch, Mapping):
-            images = batch["image"]
-            keys = [k for k in ("boxes", "labels", "masks") if k in batch]
-            targets = [{k: batch[k][i] for k in keys} for i in range(images.shape[0])]
-        else:
-            images, targets = batch[0], list(batch[1])
-        if isinstance(images, (list, tuple)):
-            images = torch.stack(list(images))
-        for i, target in enumerate(targets):
-            boxes, labels = target["boxes"], target["labels"]
-            if boxes.ndim != 2 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:1]:
-                raise ValueError(
-                    f"targets[{i}] must have boxes [K, 4] and labels [K]; got boxes "
-                    f"{list(boxes.shape)} and labels {list(labels.shape)}"
-                )
-            if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-                raise ValueError(
-                    f"targets[{i}]['labels'] must be in [0, num_classes={self.num_classes}); "
-                    f"got values {labels.unique().tolist()}"
-                )
-        return images, targets
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Tensor]]:
+        return self.predict(images_of(batch))
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        images, targets = self._unpack(batch)
-        loss, logged = self.compute_losses(images, targets)
-        self.log_loss("train", loss, logged, batch_size=images.shape[0])
-        return loss
-
-    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "test")
-
-    def _evaluate(self, batch: Any, stage: str) -> Tensor:
-        images, targets = self._unpack(batch)
-        loss, logged = self.compute_losses(images, targets)
-        self.log_loss(stage, loss, logged, batch_size=images.shape[0])
-        if self.val_map is not None:
-            predictions = self.predict(images)
-            self._map_updates += 1
-            self.val_map.update(
-                [self._map_prediction(p) for p in predictions],
-                [self._map_target(t) for t in targets],
-            )
-        return loss
-
+    # ------------------------------------------------------------------ COCO mAP
     def _map_prediction(self, prediction: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {k: prediction[k] for k in ("boxes", "scores", "labels")}
 
@@ -527,10 +404,6 @@ class ObjectDetector(TaskModel):
 
     def on_test_epoch_end(self) -> None:
         self._log_map("test")
-
-    def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Tensor]]:
-        images = images_of(batch)
-        return self.predict(images)
 
 
 def _mean_average_precision(iou_types: tuple[str, ...]) -> Any:

@@ -6,14 +6,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
-from autotimm.losses.resolve import LossLike, ResolvedLoss, resolve_loss
-from autotimm.models._base import adapt_to_loss
-from autotimm.models.detector import DetectionTargets, ObjectDetector
+from autotimm.losses.resolve import LossLike, resolve_loss
+from autotimm.models.batches import DetectionTargets, detection_batch
+from autotimm.models.checks import check_probability
+from autotimm.models.detector import DetectionOutputs, ObjectDetector
 from autotimm.models.heads import MaskHead
+from autotimm.models.model_loss import ModelLoss
+from autotimm.models.optim import SchedulerName
 
 __all__ = ["InstanceSegmentor"]
 
@@ -27,16 +30,42 @@ class InstanceSegmentor(ObjectDetector):
     summed. :meth:`predict` adds ``masks [K, H, W]`` (bool, input resolution).
 
     Args:
+        backbone: A timm model name with ``features_only`` support and three increasingly
+            strided feature levels (used as C3-C5).
+        num_classes: Number of object classes (>= 1), background excluded.
+        cls_loss_fn: Classification loss of the detector (see :class:`ObjectDetector`).
+        reg_loss_fn: Box regression loss of the detector (see :class:`ObjectDetector`).
         mask_loss_fn: A registry name or alias, a ``LossSpec`` or an ``nn.Module`` for
             ``(mask logits [K, 28, 28], binary targets [K, 28, 28])``; default ``"mask"``.
+        cls_loss_kwargs: Arguments for a classification loss given by name.
+        reg_loss_kwargs: Arguments for a regression loss given by name.
         mask_loss_kwargs: Arguments for a mask loss given by name.
         mask_weight: Weight of the mask loss in the total.
-        mask_channels, mask_convs: Width and depth of the mask head.
+        mask_channels: Width of the mask head.
+        mask_convs: Convolutions of the mask head.
         mask_threshold: Probability above which a pixel belongs to the instance.
-        Everything else: as for :class:`ObjectDetector`.
+        cls_weight: Weight of the classification term of the ``fcos`` criterion.
+        reg_weight: Weight of the box regression term.
+        centerness_weight: Weight of the centerness term.
+        pretrained: Load pretrained backbone weights (needs them cached or a network).
+        lr: AdamW learning rate (the peak of the schedule).
+        weight_decay: AdamW weight decay (not applied to biases and norm parameters).
+        warmup_ratio: Fraction of the training steps with linear warmup before cosine decay.
+        scheduler: ``"cosine"`` (warmup + cosine) or ``"none"`` (constant learning rate).
+        fpn_channels: Width of the FPN and of the detection heads.
+        head_convs: Convolutions per detection head tower.
+        center_sampling_radius: Positive locations lie within this many strides of a centre.
+        score_thresh: Detections need a score above this (in [0, 1]).
+        nms_thresh: IoU above which class-wise NMS drops the lower-scored box (in [0, 1]).
+        detections_per_img: Most detections kept per image.
+        topk_candidates: Most candidates per pyramid level before NMS.
+        compute_map: Compute COCO box and mask mAP during validation (``val/bbox_map``,
+            ``val/segm_map``).
 
     Batches are detection batches plus ``"masks"``: a list of ``[K, H, W]`` binary masks
     aligned with the boxes (as from :class:`autotimm.data.InstanceSegmentationDataModule`).
+    ``model.loss`` is the detector's ``fcos`` criterion, ``model.mask_loss`` the mask head's
+    :class:`~autotimm.models.model_loss.ModelLoss`.
 
     Example:
         >>> model = InstanceSegmentor("resnet18", num_classes=2, pretrained=False)
@@ -60,16 +89,29 @@ class InstanceSegmentor(ObjectDetector):
         mask_channels: int = 256,
         mask_convs: int = 4,
         mask_threshold: float = 0.5,
-        **detector_kwargs: Any,
+        cls_weight: float = 1.0,
+        reg_weight: float = 1.0,
+        centerness_weight: float = 1.0,
+        pretrained: bool = True,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        warmup_ratio: float = 0.05,
+        scheduler: SchedulerName = "cosine",
+        fpn_channels: int = 256,
+        head_convs: int = 4,
+        center_sampling_radius: float = 1.5,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.6,
+        detections_per_img: int = 100,
+        topk_candidates: int = 1000,
+        compute_map: bool = True,
     ) -> None:
         # the mask loss first, so that its bad arguments fail before anything is built
         context = {"num_classes": num_classes}
-        mask_criterion = resolve_loss(
-            mask_loss_fn,
-            context=context,
-            kwargs=mask_loss_kwargs,
-            argument="mask_loss_fn",
+        mask_loss = resolve_loss(
+            mask_loss_fn, context=context, kwargs=mask_loss_kwargs, argument="mask_loss_fn"
         )
+        check_probability(mask_threshold, "mask_threshold")
         super().__init__(
             backbone,
             num_classes,
@@ -77,22 +119,34 @@ class InstanceSegmentor(ObjectDetector):
             reg_loss_fn=reg_loss_fn,
             cls_loss_kwargs=cls_loss_kwargs,
             reg_loss_kwargs=reg_loss_kwargs,
-            **detector_kwargs,
+            cls_weight=cls_weight,
+            reg_weight=reg_weight,
+            centerness_weight=centerness_weight,
+            pretrained=pretrained,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_ratio=warmup_ratio,
+            scheduler=scheduler,
+            fpn_channels=fpn_channels,
+            head_convs=head_convs,
+            center_sampling_radius=center_sampling_radius,
+            score_thresh=score_thresh,
+            nms_thresh=nms_thresh,
+            detections_per_img=detections_per_img,
+            topk_candidates=topk_candidates,
+            compute_map=compute_map,
         )
-        if not 0 <= mask_threshold <= 1:
-            raise ValueError(f"mask_threshold must be in [0, 1]; got {mask_threshold!r}")
-        self.mask_criterion: ResolvedLoss = mask_criterion
-        self.mask_loss = mask_criterion.module
+        self.mask_loss = ModelLoss(mask_loss, class_dim=None)
         self.mask_weight = mask_weight
         self.mask_threshold = mask_threshold
         self.roi_pool = MultiScaleRoIAlign(["p3", "p4", "p5"], output_size=14, sampling_ratio=2)
         self.mask_head = MaskHead(
-            self.hparams["fpn_channels"], num_classes, channels=mask_channels, num_convs=mask_convs
+            fpn_channels, num_classes, channels=mask_channels, num_convs=mask_convs
         )
         self.save_hyperparameters(
             {
                 **self.hparams,
-                "mask_loss_fn": mask_criterion.to_hparam(context),
+                "mask_loss_fn": mask_loss.to_hparam(context),
                 "mask_loss_kwargs": None,  # merged into mask_loss_fn's params
                 "mask_weight": mask_weight,
                 "mask_channels": mask_channels,
@@ -137,66 +191,44 @@ class InstanceSegmentor(ObjectDetector):
             return torch.zeros(0, self.MASK_SIZE, self.MASK_SIZE)
         return (torch.cat(crops) >= 0.5).float()
 
-    def compute_losses(
-        self, images: Tensor, targets: DetectionTargets
-    ) -> tuple[Tensor, dict[str, nn.Module | Tensor]]:
-        for i, target in enumerate(targets):
-            masks = target.get("masks")
-            if (
-                masks is None
-                or masks.shape[0] != target["boxes"].shape[0]
-                or masks.shape[-2:] != images.shape[-2:]
-            ):
-                raise ValueError(
-                    f"targets[{i}] needs 'masks' [K, H, W] with one mask per box at the image "
-                    f"resolution {list(images.shape[-2:])}; got "
-                    f"{None if masks is None else list(masks.shape)}"
-                )
-        pyramid = self.features(images)
-        detection = self.detection_loss(self._head(pyramid), targets)
+    # ------------------------------------------------------------------ the step
+    def unpack_batch(self, batch: Any) -> tuple[Tensor, DetectionTargets]:
+        return detection_batch(batch, self.num_classes, masks=True)
+
+    def compute_loss(
+        self, outputs: DetectionOutputs, targets: DetectionTargets
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        detection, parts = super().compute_loss(outputs, targets)
         boxes = [t["boxes"].float() for t in targets]
         labels = [t["labels"].long() for t in targets]
-        image_size = (int(images.shape[-2]), int(images.shape[-1]))
-        logits = self.mask_logits(pyramid, boxes, labels, image_size)
-        mask_targets = self.mask_targets(targets).to(logits)
+        logits = self.mask_logits(outputs.features, boxes, labels, outputs.image_size)
         if logits.shape[0] == 0:
             mask = logits.sum() * 0.0  # no boxes in this batch: keep the graph, add nothing
         else:
-            prediction, mask_target = adapt_to_loss(
-                self.mask_criterion, logits, mask_targets, class_dim=None
-            )
-            mask = self.mask_loss(prediction, mask_target)
-        return detection + self.mask_weight * mask, {"detection": self.loss, "mask": mask}
+            mask = self.mask_loss(logits, self.mask_targets(targets).to(logits))
+        return detection + self.mask_weight * mask, {**parts, "loss_mask": mask}
 
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
-    def predict(self, images: Tensor) -> list[dict[str, Tensor]]:
-        """Detections as :meth:`ObjectDetector.predict`, plus ``masks [K, H, W]`` (bool) at
-        the input resolution, pasted into each box."""
-        was_training = self.training
-        self.eval()
-        try:
-            image_size = (int(images.shape[-2]), int(images.shape[-1]))
-            pyramid = self.features(images)
-            detections = self._postprocess(self._head(pyramid), image_size)
-            boxes = [d["boxes"] for d in detections]
-            labels = [d["labels"] for d in detections]
-            logits = self.mask_logits(pyramid, boxes, labels, image_size)
-            probs = logits.sigmoid()[:, None]
-            start = 0
-            for detection in detections:
-                count = detection["boxes"].shape[0]
-                if count:
-                    pasted = paste_masks_in_image(
-                        probs[start : start + count], detection["boxes"], image_size
-                    )[:, 0]
-                else:
-                    pasted = probs.new_zeros(0, *image_size)
-                detection["masks"] = pasted > self.mask_threshold
-                start += count
-            return detections
-        finally:
-            self.train(was_training)
+    def detections(self, outputs: DetectionOutputs) -> list[dict[str, Tensor]]:
+        """Detections as :meth:`ObjectDetector.detections`, plus ``masks [K, H, W]`` (bool)
+        at the input resolution, pasted into each box."""
+        detections = super().detections(outputs)
+        image_size = outputs.image_size
+        boxes = [d["boxes"] for d in detections]
+        labels = [d["labels"] for d in detections]
+        probs = self.mask_logits(outputs.features, boxes, labels, image_size).sigmoid()[:, None]
+        start = 0
+        for detection in detections:
+            count = detection["boxes"].shape[0]
+            if count:
+                pasted = paste_masks_in_image(
+                    probs[start : start + count], detection["boxes"], image_size
+                )[:, 0]
+            else:
+                pasted = probs.new_zeros(0, *image_size)
+            detection["masks"] = pasted > self.mask_threshold
+            start += count
+        return detections
 
     def _map_target(self, target: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {**super()._map_target(target), "masks": target["masks"].bool()}

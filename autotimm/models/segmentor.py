@@ -11,19 +11,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from autotimm.losses.resolve import LossLike, resolve_loss
-from autotimm.models._base import (
-    SchedulerName,
-    TaskModel,
-    adapt_to_loss,
-    check_images,
-    check_num_classes,
-    create_backbone,
-    images_of,
-    plain_hparam,
-    warn_unused,
-)
+from autotimm.losses.registry import get_loss_registry
+from autotimm.losses.resolve import LossLike, ResolvedLoss, resolve_loss
+from autotimm.models._base import warn_unused
+from autotimm.models.backbones import create_backbone
+from autotimm.models.batches import images_and, images_of
+from autotimm.models.checks import check_class_weights, check_images, check_num_classes
 from autotimm.models.heads import DeepLabV3PlusHead
+from autotimm.models.hparams import plain_hparam
+from autotimm.models.model_loss import ModelLoss
+from autotimm.models.optim import SchedulerName
+from autotimm.models.task import Stage, TaskModel
 
 __all__ = ["LOSS_TYPES", "SemanticSegmentor"]
 
@@ -46,21 +44,32 @@ class SemanticSegmentor(TaskModel):
 
     Args:
         backbone: A timm model name that supports ``features_only=True``.
-        num_classes: Number of classes (>= 1).
+        num_classes: Number of classes (>= 1). ``1`` is binary segmentation with one sigmoid
+            channel and needs a loss with dense targets (e.g. ``"bce_with_logits"``); masks
+            are then 0 (background) or 1 (foreground). Softmax and class-index losses need
+            ``num_classes >= 2`` (for binary masks: ``num_classes=2``).
         loss_fn: A registry name or alias, a ``LossSpec`` (or its dict) or an ``nn.Module``;
             default ``"combined_segmentation"``.
         loss_kwargs: Arguments for a loss given by name (they win over context values).
         loss_type: Deprecated: ``"combined"``, ``"ce"``, ``"dice"`` or ``"focal"``; use
             ``loss_fn`` (``combined_segmentation``, ``cross_entropy``, ``dice``,
             ``focal_pixelwise``).
-        ce_weight, dice_weight, ignore_index, class_weights: Context values, passed to the
-            loss when its constructor has a parameter of that name. ``ignore_index`` also
-            masks the metrics.
-        pretrained, lr, weight_decay, warmup_ratio, scheduler: As for ``ImageClassifier``.
+        ce_weight: Weight of the cross-entropy term, for losses that take ``ce_weight``.
+        dice_weight: Weight of the Dice term, for losses that take ``dice_weight``.
+        ignore_index: Mask value of unlabelled pixels; reaches losses that take
+            ``ignore_index`` and masks the metrics. Losses with dense targets have no ignored
+            pixels: there they count as background.
+        class_weights: Per-class weights, for losses that take ``class_weights``.
+        pretrained: Load pretrained backbone weights (needs them cached or a network).
+        lr: AdamW learning rate (the peak of the schedule).
+        weight_decay: AdamW weight decay (not applied to biases and norm parameters).
+        warmup_ratio: Fraction of the training steps with linear warmup before cosine decay.
+        scheduler: ``"cosine"`` (warmup + cosine) or ``"none"`` (constant learning rate).
         decoder_channels: Width of the ASPP and decoder.
         aspp_rates: Dilation rates of the three atrous ASPP branches.
 
     Batches are ``{"image": [B, 3, H, W], "mask": [B, H, W]}`` dicts or ``(images, masks)``.
+    ``model.loss`` is the :class:`~autotimm.models.model_loss.ModelLoss` it trains with.
 
     Example:
         >>> model = SemanticSegmentor("resnet18", num_classes=3, pretrained=False)
@@ -89,16 +98,9 @@ class SemanticSegmentor(TaskModel):
     ) -> None:
         super().__init__()
         num_classes = check_num_classes(num_classes)
-        self._set_optim(lr, weight_decay, warmup_ratio, scheduler)
+        self.set_optimisation(lr, weight_decay, warmup_ratio, scheduler)
         loss_fn = _from_loss_type(loss_fn, loss_type)
-        weights = (
-            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        )
-        if weights is not None and weights.shape != (num_classes,):
-            raise ValueError(
-                f"class_weights must have one weight per class ({num_classes}); "
-                f"got shape {list(weights.shape)}"
-            )
+        weights = check_class_weights(class_weights, num_classes)
         context = {
             "num_classes": num_classes,
             "ignore_index": ignore_index,
@@ -106,14 +108,16 @@ class SemanticSegmentor(TaskModel):
             "ce_weight": ce_weight,
             "dice_weight": dice_weight,
         }
-        self.criterion = resolve_loss(
+        resolved = resolve_loss(
             loss_fn,
             context=context,
             kwargs=loss_kwargs,
             fallbacks={"class_weights": lambda: torch.ones(num_classes)},
         )
-        warn_unused(self.criterion, {"class_weights": weights})
-        self.loss = self.criterion.module
+        if num_classes == 1:
+            _check_binary_loss(resolved)
+        warn_unused(resolved, {"class_weights": weights})
+        self.loss = ModelLoss(resolved, class_dim=1, ignore_index=ignore_index)
         self.backbone = create_backbone(backbone, pretrained=pretrained, features_only=True)
         info = cast(Any, self.backbone).feature_info
         reductions, channels = info.reduction(), info.channels()
@@ -138,7 +142,7 @@ class SemanticSegmentor(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "loss_fn": self.criterion.to_hparam(context),
+                "loss_fn": resolved.to_hparam(context),
                 "loss_kwargs": None,  # merged into loss_fn's params
                 "loss_type": None,  # translated into loss_fn
                 "ce_weight": ce_weight,
@@ -162,48 +166,93 @@ class SemanticSegmentor(TaskModel):
         logits = self.head(features[self.low_index], features[self.high_index])
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
+    def labels_of(self, logits: Tensor) -> Tensor:
+        """Class index per pixel ``[B, H, W]`` of logits ``[B, num_classes, H, W]``: the
+        arg-max, or with one (binary) channel 1 where its logit is positive."""
+        if self.num_classes == 1:
+            return (logits[:, 0] > 0).long()
+        return logits.argmax(1)
+
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
         """Class index per pixel, ``[B, H, W]`` (evaluation mode, no gradients)."""
         was_training = self.training
         self.eval()
         try:
-            return self(images).argmax(1)
+            return self.labels_of(self(images))
         finally:
             self.train(was_training)
 
-    def _unpack(self, batch: Any) -> tuple[Tensor, Tensor]:
-        if isinstance(batch, Mapping):
-            return batch["image"], batch["mask"]
-        return batch[0], batch[1]
-
-    def _shared_step(self, batch: Any, stage: str) -> Tensor:
-        images, masks = self._unpack(batch)
+    def unpack_batch(self, batch: Any) -> tuple[Tensor, Tensor]:
+        images, masks = images_and(batch, "mask")
         if masks.ndim == 4 and masks.shape[1] == 1:
             masks = masks[:, 0]
-        if masks.shape[-2:] != images.shape[-2:]:
+        if masks.shape[-2:] != images.shape[-2:] or masks.ndim != 3:
             raise ValueError(
                 f"masks must be [B, H, W] at the image resolution {list(images.shape[-2:])}; "
                 f"got {list(masks.shape)}"
             )
         masks = masks.long()
-        logits = self(images)
-        prediction, target = adapt_to_loss(
-            self.criterion, logits, masks, class_dim=1, ignore_index=self.ignore_index
-        )
-        loss = self.loss(prediction, target)
-        self.log_loss(stage, loss, {"loss": self.loss}, batch_size=images.shape[0])
-        if stage != "train":
-            predicted = logits.detach().argmax(1)
-            self.val_miou(predicted, masks)
-            self.val_pixel_acc(predicted, masks)
-            self.log(f"{stage}/miou", self.val_miou, on_epoch=True, prog_bar=True)
-            self.log(f"{stage}/pixel_acc", self.val_pixel_acc, on_epoch=True)
-        return loss
+        if self.num_classes == 1:
+            other = masks[(masks != self.ignore_index) & ((masks < 0) | (masks > 1))]
+            if other.numel():
+                raise ValueError(
+                    "num_classes=1 (binary segmentation) takes masks of 0 (background) and 1 "
+                    f"(foreground), and ignore_index={self.ignore_index}; got mask values "
+                    f"{other.unique().tolist()[:10]}. For more classes set num_classes."
+                )
+        return images, masks
+
+    def compute_loss(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.num_classes == 1:  # one sigmoid channel: the mask is its dense target
+            targets = (targets == 1).unsqueeze(1).to(outputs.dtype)
+        return self.loss(outputs, targets), self.loss.components()
+
+    def update_metrics(
+        self, stage: Stage, images: Tensor, outputs: Tensor, targets: Tensor
+    ) -> None:
+        if stage == "train":
+            return
+        predicted = self.labels_of(outputs.detach())
+        self.val_miou(predicted, targets)
+        self.val_pixel_acc(predicted, targets)
+        self.log(f"{stage}/miou", self.val_miou, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/pixel_acc", self.val_pixel_acc, on_epoch=True)
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         images = images_of(batch)
-        return self(images).argmax(1)
+        return self.labels_of(self(images))
+
+
+def _check_binary_loss(loss: ResolvedLoss) -> None:
+    """One output channel trains only with a loss that takes dense (sigmoid) targets: under a
+    softmax one channel is constantly 1, so class-index losses would train on nothing."""
+    if loss.entry is not None and loss.target == "dense":
+        return
+    fitting = sorted(
+        entry.name
+        for entry in get_loss_registry()
+        if entry.target == "dense" and {"classification", "segmentation"} & set(entry.tasks)
+    )
+    what = (
+        f"loss {loss.entry.name!r} takes "
+        + ("class indices" if loss.target == "class_indices" else f"{loss.target!r} targets")
+        if loss.entry is not None
+        else f"the unregistered loss {type(loss.module).__name__} declares no target kind, so it "
+        "is taken to take class indices"
+    )
+    why = (
+        " (a softmax over one channel is constant, so it would train on nothing)"
+        if loss.target == "class_indices"
+        else ""
+    )
+    raise ValueError(
+        f"SemanticSegmentor(num_classes=1) has one output channel, but {what}{why}. "
+        "For binary masks use "
+        "num_classes=2 (background and foreground), or keep num_classes=1 with a loss that "
+        f"takes dense (sigmoid) targets: {', '.join(map(repr, fitting))}"
+        + ("" if loss.entry is not None else " (or register your loss with target='dense')")
+    )
 
 
 def _from_loss_type(loss_fn: LossLike | None, loss_type: str | None) -> LossLike:

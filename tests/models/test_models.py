@@ -6,12 +6,15 @@ and the trainer have their own test modules.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
 import pytest
 import timm
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import autotimm
@@ -25,9 +28,10 @@ from autotimm.losses import (
     register_custom_loss,
 )
 from autotimm.losses.resolve import resolve_loss
-from autotimm.models import _base
-from autotimm.models._base import WarmupCosine, adapt_to_loss
-from autotimm.models.detector import assign_fcos_targets
+from autotimm.models import backbones
+from autotimm.models._base import adapt_to_loss
+from autotimm.models.fcos import assign_fcos_targets
+from autotimm.models.optim import configure_optimizer, create_adamw, warmup_cosine
 
 BACKBONE = "resnet10t"
 TINY_DET = {"pretrained": False, "fpn_channels": 32, "head_convs": 1}
@@ -121,7 +125,14 @@ def test_instance_segmentor_predicts_masks_at_input_resolution() -> None:
     "module",
     [
         "autotimm.models._base",
+        "autotimm.models.backbones",
+        "autotimm.models.batches",
+        "autotimm.models.checks",
+        "autotimm.models.fcos",
         "autotimm.models.heads",
+        "autotimm.models.hparams",
+        "autotimm.models.model_loss",
+        "autotimm.models.optim",
         "autotimm.models.classifier",
         "autotimm.models.segmentor",
         "autotimm.models.detector",
@@ -179,6 +190,126 @@ def test_detector_needs_a_pyramid_backbone() -> None:
         ObjectDetector("vit_tiny_patch16_224", num_classes=2, pretrained=False)
 
 
+# --------------------------------------------------------------------------- detection input (10 i)
+BAD_BOXES = [  # (boxes of batch item 1, what the error says about them)
+    (
+        torch.tensor([[4.0, 6.0, 30.0, 28.0], [60.0, 30.0, 34.0, 62.0]]),
+        r"\[1\] = .*box 1\) has x2 < x1",
+    ),
+    (
+        torch.tensor([[4.0, 28.0, 30.0, 6.0], [34.0, 30.0, 60.0, 62.0]]),
+        r"\[0\] = .*box 0\) has y2 < y1",
+    ),
+    (
+        torch.tensor([[4.0, 6.0, 30.0, 28.0], [34.0, float("nan"), 60.0, 62.0]]),
+        r"\[1\] = .*box 1\) is not finite",
+    ),
+    (
+        torch.tensor([[4.0, 6.0, float("inf"), 28.0], [34.0, 30.0, 60.0, 62.0]]),
+        r"\[0\] = .*box 0\) is not finite",
+    ),
+]
+
+
+@pytest.mark.parametrize("model_cls", [ObjectDetector, InstanceSegmentor])
+@pytest.mark.parametrize(("boxes", "message"), BAD_BOXES)
+def test_malformed_boxes_name_the_batch_item_and_the_box(
+    model_cls: type, boxes: torch.Tensor, message: str, logged: dict[str, float]
+) -> None:
+    model = _tiny(model_cls, num_classes=2)
+    batch = _det_batch(with_masks=model_cls is InstanceSegmentor)
+    batch["boxes"] = [torch.zeros(0, 4), boxes]  # batch item 1
+    batch["labels"] = [torch.zeros(0, dtype=torch.long), torch.tensor([0, 1])]
+    if "masks" in batch:
+        batch["masks"] = batch["masks"][::-1]
+    with pytest.raises(ValueError, match=r"targets\[1\]\['boxes'\]" + message) as error:
+        model.training_step(batch, 0)
+    assert "(batch item 1, box" in str(error.value)
+    targets = [{k: batch[k][i] for k in ("boxes", "labels")} for i in range(2)]
+    for target, masks in zip(targets, batch.get("masks", [None, None])):
+        if masks is not None:
+            target["masks"] = masks
+    with pytest.raises(ValueError, match=message):  # torchvision-style batches too
+        model.validation_step((batch["image"], targets), 0)
+
+
+@pytest.mark.parametrize("model_cls", [ObjectDetector, InstanceSegmentor])
+@pytest.mark.parametrize("key", ["boxes", "labels", "masks"])
+def test_target_lists_shorter_than_the_batch_are_a_clear_error(
+    model_cls: type, key: str, logged: dict[str, float]
+) -> None:
+    model = _tiny(model_cls, num_classes=2)
+    batch = _det_batch(with_masks=True)
+    if key == "masks" and model_cls is ObjectDetector:
+        del batch["masks"]
+        key = "boxes"
+    batch[key] = batch[key][:1]
+    with pytest.raises(
+        ValueError, match=rf"batch\['{key}'\] has 1 entries for a batch of 2 images.*item 1"
+    ):
+        model.training_step(batch, 0)
+    images, targets = batch["image"], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}]
+    with pytest.raises(ValueError, match="targets has 1 entries for a batch of 2 images"):
+        model.training_step((images, targets), 0)
+
+
+def test_degenerate_but_ordered_boxes_and_empty_float_labels_are_accepted(
+    logged: dict[str, float],
+) -> None:
+    model = _tiny(ObjectDetector, num_classes=2)
+    batch = _det_batch()
+    batch["boxes"][0] = torch.tensor([[4.0, 6.0, 4.0, 28.0], [34.0, 30.0, 60.0, 62.0]])
+    batch["labels"][1] = torch.zeros(0)  # an empty float tensor holds no class index
+    assert torch.isfinite(model.training_step(batch, 0))
+    batch["labels"][0] = torch.tensor([0.0, 1.0])
+    with pytest.raises(ValueError, match="must be integer class indices"):
+        model.training_step(batch, 0)
+
+
+# --------------------------------------------------------------------------- binary segmentation
+@pytest.mark.parametrize(
+    "loss_fn", ["combined_segmentation", "dice", "jaccard", "lovasz", "tversky", "ce"]
+)
+def test_one_channel_segmentor_with_a_softmax_loss_is_refused_at_construction(
+    loss_fn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_backbone(*args: Any, **kw: Any) -> None:
+        raise AssertionError("the backbone was built before the loss was checked")
+
+    monkeypatch.setattr(timm, "create_model", no_backbone)
+    with pytest.raises(ValueError, match=r"num_classes=1.*num_classes=2.*'bce_with_logits'"):
+        SemanticSegmentor(BACKBONE, num_classes=1, loss_fn=loss_fn, pretrained=False)
+    with pytest.raises(ValueError, match="register your loss with target='dense'"):
+        SemanticSegmentor(BACKBONE, num_classes=1, loss_fn=nn.BCEWithLogitsLoss(), pretrained=False)
+
+
+@pytest.mark.parametrize("loss_fn", ["bce_with_logits", "bce", "mask"])
+def test_one_channel_segmentor_trains_on_the_binary_mask_with_a_dense_loss(
+    loss_fn: str, logged: dict[str, float]
+) -> None:
+    model = _tiny(SemanticSegmentor, num_classes=1, loss_fn=loss_fn)
+    images = torch.randn(2, 3, 32, 32)
+    masks = torch.randint(0, 2, (2, 32, 32))
+    loss = model.training_step({"image": images, "mask": masks}, 0)
+    loss.backward()
+    assert model.head.classifier.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        outputs = model(images)
+        loss, _ = model.compute_loss(outputs, masks)
+    logits = outputs[:, 0]
+    if loss_fn != "mask":  # bce and bce_with_logits: the mean BCE with the mask as target
+        expected = nn.functional.binary_cross_entropy_with_logits(logits, masks.float())
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert model.predict(images).tolist() == (logits > 0).long().tolist()
+    masks[0, 0, :4] = 255  # ignored pixels are allowed (dense losses count them as background)
+    model.validation_step({"image": images, "mask": masks}, 0)
+    assert {"val/loss", "val/miou", "val/pixel_acc"} <= set(logged)
+    masks[1, 0, 0] = 2
+    with pytest.raises(ValueError, match=r"num_classes=1 \(binary segmentation\).*\[2\]"):
+        model.training_step({"image": images, "mask": masks}, 0)
+
+
 # --------------------------------------------------------------------------- loss resolution
 @pytest.mark.parametrize(
     ("model_cls", "kwargs"),
@@ -225,8 +356,8 @@ def test_custom_registered_loss_by_name_gets_num_classes(model_cls: type) -> Non
     with get_loss_registry().temporary():
         register_custom_loss("counting", CountingLoss, alias="cnt")
         model = _tiny(model_cls, num_classes=7, loss_fn="cnt", loss_kwargs={"scale": 0.5})
-        assert isinstance(model.loss, CountingLoss)
-        assert (model.loss.num_classes, model.loss.scale) == (7, 0.5)
+        assert isinstance(model.loss.module, CountingLoss)
+        assert (model.loss.module.num_classes, model.loss.module.scale) == (7, 0.5)
         assert model.hparams["loss_fn"] == {
             "name": "counting",
             "params": {"num_classes": 7, "scale": 0.5},
@@ -247,21 +378,21 @@ def test_custom_mask_loss_gets_context_only_for_its_parameters() -> None:
             "soft_mask", SoftMaskLoss, task="segmentation", expects="probabilities", target="dense"
         )
         model = _tiny(InstanceSegmentor, num_classes=4, mask_loss_fn="soft_mask")
-        assert model.mask_loss.num_classes == 4
-        batch = _det_batch(with_masks=True)
-        loss, _ = model.compute_losses(batch["image"], model._unpack(batch)[1])
-        assert torch.isfinite(loss)
+        assert model.mask_loss.module.num_classes == 4
+        images, targets = model.unpack_batch(_det_batch(with_masks=True))
+        loss, parts = model.compute_loss(model.step_outputs(images), targets)
+        assert torch.isfinite(loss) and torch.isfinite(parts["loss_mask"])
 
 
 def test_explicit_loss_kwargs_win_over_context() -> None:
     model = _tiny(SemanticSegmentor, num_classes=3, loss_kwargs={"ignore_index": 0})
-    assert model.loss.ignore_index == 0 and model.ignore_index == 255
+    assert model.loss.module.ignore_index == 0 and model.ignore_index == 255
 
 
 def test_loss_instance_is_used_as_given() -> None:
     custom = nn.CrossEntropyLoss(label_smoothing=0.1)
     model = _tiny(ImageClassifier, num_classes=3, loss_fn=custom)
-    assert model.loss is custom
+    assert model.loss.module is custom
     with pytest.raises(TypeError, match="already set"):
         _tiny(ImageClassifier, num_classes=3, loss_fn=custom, loss_kwargs={"x": 1})
 
@@ -270,7 +401,7 @@ def test_loss_spec_and_dict_are_accepted() -> None:
     spec = LossSpec(name="focal_pixelwise", params={"gamma": 1.0})
     for loss_fn in (spec, spec.model_dump(mode="json")):
         model = _tiny(SemanticSegmentor, num_classes=3, loss_fn=loss_fn)
-        assert model.loss.gamma == 1.0 and model.loss.num_classes == 3
+        assert model.loss.module.gamma == 1.0 and model.loss.module.num_classes == 3
 
 
 def test_required_class_weights_fall_back_to_uniform_with_a_warning() -> None:
@@ -286,16 +417,16 @@ def test_required_class_weights_fall_back_to_uniform_with_a_warning() -> None:
         register_custom_loss("balanced", Balanced)
         with pytest.warns(UserWarning, match="requires 'class_weights'"):
             model = _tiny(ImageClassifier, num_classes=4, loss_fn="balanced")
-        assert model.loss.ce.weight.tolist() == [1.0] * 4
+        assert model.loss.module.ce.weight.tolist() == [1.0] * 4
         given = _tiny(ImageClassifier, num_classes=2, loss_fn="balanced", class_weights=[1.0, 3.0])
-        assert given.loss.ce.weight.tolist() == [1.0, 3.0]
+        assert given.loss.module.ce.weight.tolist() == [1.0, 3.0]
         assert given.hparams["class_weights"] == [1.0, 3.0]  # plain list, not a tensor
 
 
 def test_class_weights_reach_losses_that_take_them_and_warn_otherwise() -> None:
     weights = torch.tensor([1.0, 2.0, 3.0])
     model = _tiny(SemanticSegmentor, num_classes=3, class_weights=weights)
-    assert model.loss.class_weights.tolist() == weights.tolist()
+    assert model.loss.module.class_weights.tolist() == weights.tolist()
     assert model.hparams["class_weights"] == [1.0, 2.0, 3.0]
     with pytest.warns(UserWarning, match="class_weights was given but loss 'dice'"):
         _tiny(SemanticSegmentor, num_classes=3, loss_fn="dice", class_weights=weights)
@@ -317,7 +448,7 @@ def test_deprecated_loss_type_maps_to_registry_losses(loss_type: str, name: str)
         model = _tiny(SemanticSegmentor, num_classes=3, loss_type=loss_type, dice_weight=1.5)
     assert model.hparams["loss_fn"]["name"] == name
     assert model.hparams["loss_type"] is None  # stored as loss_fn; reloading does not warn
-    assert model.loss.ignore_index == 255
+    assert model.loss.module.ignore_index == 255
 
 
 def test_loss_type_errors() -> None:
@@ -456,16 +587,17 @@ def test_instance_segmentor_trains_detection_and_mask_losses(logged: dict[str, f
 def test_detector_loss_instances_are_rebuilt_to_sum() -> None:
     focal = FocalLoss(alpha=0.3, gamma=2.5)
     model = _tiny(ObjectDetector, num_classes=3, cls_loss_fn=focal)
-    assert isinstance(model.loss.cls_loss, FocalLoss)
-    assert (model.loss.cls_loss.alpha, model.loss.cls_loss.gamma) == (0.3, 2.5)
-    assert model.loss.cls_loss.reduction == "sum" and model.loss.reg_loss.reduction == "sum"
+    fcos = model.loss.module
+    assert isinstance(fcos.cls_loss, FocalLoss)
+    assert (fcos.cls_loss.alpha, fcos.cls_loss.gamma) == (0.3, 2.5)
+    assert fcos.cls_loss.reduction == "sum" and fcos.reg_loss.reduction == "sum"
     assert model.hparams["cls_loss_fn"] == {
         "name": "focal",
         # num_classes is written down as the instance had it, so that reloading (which
         # passes the model's num_classes as context) rebuilds exactly this loss
         "params": {"alpha": 0.3, "gamma": 2.5, "reduction": "sum", "num_classes": None},
     }
-    assert model.loss.num_classes == 3 and model.loss.cls_loss.num_classes is None
+    assert fcos.num_classes == 3 and fcos.cls_loss.num_classes is None
 
 
 # --------------------------------------------------------------------------- FCOS targets
@@ -500,21 +632,66 @@ def test_fcos_assignment_without_boxes_is_all_background() -> None:
 
 
 # --------------------------------------------------------------------------- optimisation
-def test_warmup_cosine_schedule() -> None:
-    f = WarmupCosine(warmup=4, total=20)
-    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert f(12) == pytest.approx(0.5) and f(20) == pytest.approx(0.0)
-    assert WarmupCosine(0, None)(100) == 1.0
+def _rates(total: int, warmup_ratio: float) -> list[float]:
+    optimizer = create_adamw(nn.Linear(2, 2), lr=1.0, weight_decay=0.0)
+    schedule = warmup_cosine(optimizer, total, warmup_ratio)
+    rates = []
+    for _ in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+@settings(max_examples=25, deadline=None)
+@given(total=st.integers(1, 60), warmup_ratio=st.floats(0.0, 0.95))
+def test_warmup_cosine_schedule_is_linear_warmup_then_cosine_to_zero(
+    total: int, warmup_ratio: float
+) -> None:
+    """torch's SequentialLR(LinearLR, CosineAnnealingLR) gives the textbook schedule."""
+    warmup = round(warmup_ratio * total)
+    span = max(1, total - warmup)
+    expected = [
+        (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / span))
+        for s in range(total)
+    ]
+    assert _rates(total, warmup_ratio) == pytest.approx(expected, abs=1e-6)
+
+
+def test_schedule_examples() -> None:
+    assert _rates(20, 0.2)[:5] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+    assert _rates(20, 0.2)[12] == pytest.approx(0.5)
+    assert _rates(5, 0.0)[0] == 1.0
+
+
+def test_unknown_training_length_keeps_the_learning_rate_constant() -> None:
+    with pytest.warns(UserWarning, match="training length is unknown"):
+        config = configure_optimizer(
+            nn.Linear(2, 2),
+            lr=0.1,
+            weight_decay=0.0,
+            warmup_ratio=0.1,
+            scheduler="cosine",
+            total_steps=float("inf"),
+        )
+    assert isinstance(config, torch.optim.Optimizer)  # no schedule: a constant rate
 
 
 def test_weight_decay_skips_biases_and_norms() -> None:
     model = _tiny(ImageClassifier, num_classes=2, lr=0.01, weight_decay=0.05, scheduler="none")
     optimizer = model.configure_optimizers()
-    decay, no_decay = optimizer.param_groups
-    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert type(optimizer).__name__ == "AdamW"
+    groups = {g["weight_decay"]: g for g in optimizer.param_groups}
+    decay, no_decay = groups[0.05], groups[0.0]
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert optimizer.param_groups[0]["lr"] == 0.01
     with pytest.raises(ValueError, match="lr must be a positive number"):
         _tiny(ImageClassifier, num_classes=2, lr=0)
+    with pytest.raises(ValueError, match="warmup_ratio must be in"):
+        _tiny(ImageClassifier, num_classes=2, warmup_ratio=1.0)
+    with pytest.raises(ValueError, match="scheduler must be"):
+        _tiny(ImageClassifier, num_classes=2, scheduler="step")
 
 
 # --------------------------------------------------------------------------- pretrained weights
@@ -538,7 +715,7 @@ def test_unavailable_pretrained_weights_fail_fast_with_a_clear_error(
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(_base, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(backbones, "_hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr(timm, "create_model", create_model)
     with pytest.raises(
         RuntimeError, match=r"Pretrained weights for backbone 'resnet18'.*pretrained=False"
@@ -556,7 +733,7 @@ def test_hf_hub_offline_skips_the_network_probe(monkeypatch: pytest.MonkeyPatch)
         raise _Offline("offline")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(_base, "_hub_reachable", probe)
+    monkeypatch.setattr(backbones, "_hub_reachable", probe)
     monkeypatch.setattr(timm, "create_model", create_model)
     with pytest.raises(RuntimeError, match="could not be fetched"):
         SemanticSegmentor("resnet18", num_classes=2)

@@ -8,13 +8,14 @@ same loss class with the same parameters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -85,7 +86,7 @@ CASES: list[tuple[type, dict[str, Any], Callable[[], dict[str, Any]], Callable[[
         ImageClassifier,
         {"num_classes": 3, "loss_fn": "ce", "loss_kwargs": {"label_smoothing": 0.1}},
         _cls_batch,
-        lambda m: (m.loss.label_smoothing, m.loss.num_classes),
+        lambda m: (m.loss.module.label_smoothing, m.loss.module.num_classes),
     ),
     (
         SemanticSegmentor,
@@ -97,7 +98,11 @@ CASES: list[tuple[type, dict[str, Any], Callable[[], dict[str, Any]], Callable[[
             "decoder_channels": 32,
         },
         _seg_batch,
-        lambda m: (m.loss.ce_weight, m.loss.dice_weight, m.loss.class_weights.tolist()),
+        lambda m: (
+            m.loss.module.ce_weight,
+            m.loss.module.dice_weight,
+            m.loss.module.class_weights.tolist(),
+        ),
     ),
     (
         ObjectDetector,
@@ -110,11 +115,11 @@ CASES: list[tuple[type, dict[str, Any], Callable[[], dict[str, Any]], Callable[[
         },
         _det_batch,
         lambda m: (
-            type(m.loss.cls_loss),
-            m.loss.cls_loss.alpha,
-            m.loss.cls_loss.gamma,
-            type(m.loss.reg_loss),
-            m.loss.centerness_weight,
+            type(m.loss.module.cls_loss),
+            m.loss.module.cls_loss.alpha,
+            m.loss.module.cls_loss.gamma,
+            type(m.loss.module.reg_loss),
+            m.loss.module.centerness_weight,
         ),
     ),
     (
@@ -128,7 +133,11 @@ CASES: list[tuple[type, dict[str, Any], Callable[[], dict[str, Any]], Callable[[
             **TINY_DET,
         },
         _det_batch,
-        lambda m: (type(m.loss.reg_loss), type(m.mask_loss), m.mask_loss.pos_weight.tolist()),
+        lambda m: (
+            type(m.loss.module.reg_loss),
+            type(m.mask_loss.module),
+            m.mask_loss.module.pos_weight.tolist(),
+        ),
     ),
 ]
 
@@ -159,7 +168,7 @@ def test_checkpoint_round_trip_keeps_the_loss(
     assert not any(isinstance(v, str) and v.startswith("unregistered:") for v in hparams.values())
 
     loaded = model_cls.load_from_checkpoint(path)
-    assert type(loaded.loss) is type(model.loss)
+    assert type(loaded.loss.module) is type(model.loss.module)
     assert loss_facts(loaded) == loss_facts(model)
     assert dict(loaded.hparams) == dict(model.hparams)
     state, loaded_state = model.state_dict(), loaded.state_dict()
@@ -221,9 +230,9 @@ def test_custom_registered_losses_round_trip(custom_losses: None, tmp_path: Path
         trainer.save_checkpoint(path)
         assert plain(torch.load(path, weights_only=True)["hyper_parameters"])
         loaded = ImageClassifier.load_from_checkpoint(path)
-        assert type(loaded.loss) is type(model.loss)
+        assert type(loaded.loss.module) is type(model.loss.module)
         assert loaded.hparams["loss_fn"] == spec
-    assert loaded.loss.ce.weight.tolist() == [1.0, 1.0, 1.0]
+    assert loaded.loss.module.ce.weight.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_unregistered_loss_instance_must_be_passed_again(tmp_path: Path) -> None:
@@ -239,7 +248,7 @@ def test_unregistered_loss_instance_must_be_passed_again(tmp_path: Path) -> None
     loaded = ImageClassifier.load_from_checkpoint(
         path, loss_fn=nn.CrossEntropyLoss(label_smoothing=0.1)
     )
-    assert loaded.loss.label_smoothing == 0.1
+    assert loaded.loss.module.label_smoothing == 0.1
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in loaded.state_dict().items())
 
@@ -257,7 +266,7 @@ def test_unregistered_detection_loss_names_its_argument(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="reg_loss_fn=YourLoss"):
         ObjectDetector.load_from_checkpoint(path)
     loaded = ObjectDetector.load_from_checkpoint(path, reg_loss_fn=L1Boxes())
-    assert type(loaded.loss.reg_loss).__name__ == "L1Boxes"
+    assert type(loaded.loss.module.reg_loss).__name__ == "L1Boxes"
 
 
 def test_loss_instance_keeps_its_own_values_for_context_parameters(tmp_path: Path) -> None:
@@ -267,7 +276,7 @@ def test_loss_instance_keeps_its_own_values_for_context_parameters(tmp_path: Pat
     model = SemanticSegmentor(
         BACKBONE, num_classes=3, loss_fn=DiceLoss(smooth=0.5), ignore_index=0, pretrained=False
     )
-    assert model.loss.ignore_index == 255  # used as given
+    assert model.loss.module.ignore_index == 255  # used as given
     assert model.hparams["loss_fn"] == {
         "name": "dice",
         "params": {"smooth": 0.5, "num_classes": None, "ignore_index": 255},
@@ -277,9 +286,70 @@ def test_loss_instance_keeps_its_own_values_for_context_parameters(tmp_path: Pat
     trainer.strategy.connect(model)
     trainer.save_checkpoint(path)
     loaded = SemanticSegmentor.load_from_checkpoint(path)
-    assert (loaded.loss.ignore_index, loaded.loss.smooth, loaded.loss.num_classes) == (
+    assert (
+        loaded.loss.module.ignore_index,
+        loaded.loss.module.smooth,
+        loaded.loss.module.num_classes,
+    ) == (
         255,
         0.5,
         None,
     )
     assert dict(loaded.hparams) == dict(model.hparams)
+
+
+class LearningRates(Callback):
+    """The learning rate of each training step, and a stop after ``stop_at`` steps."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.rates: list[float] = []
+        self.stop_at = stop_at
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, idx: int) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        if trainer.global_step == self.stop_at:
+            trainer.should_stop = True
+
+
+def test_resuming_a_checkpoint_continues_the_warmup_cosine_schedule(tmp_path: Path) -> None:
+    """The scheduler's state is saved (as plain numbers) and restored: a run stopped after 4
+    of 8 steps and resumed from its checkpoint has the learning rates of an uninterrupted run
+    (linear warmup, then cosine decay)."""
+
+    def run(callback: LearningRates, ckpt_path: Path | None = None) -> Trainer:
+        torch.manual_seed(0)
+        model = ImageClassifier(BACKBONE, num_classes=3, pretrained=False, warmup_ratio=0.25)
+        trainer = AutoTrainer(
+            default_root_dir=tmp_path,
+            max_steps=8,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            callbacks=[callback],
+        )
+        loader = DataLoader([_cls_batch(), _cls_batch()], batch_size=None)  # 2 steps per epoch
+        trainer.fit(model, train_dataloaders=loader, ckpt_path=ckpt_path)
+        return trainer
+
+    lr, warmup, total = 1e-3, 2, 8  # ImageClassifier's lr; warmup_ratio 0.25 of 8 steps
+    expected = [lr * (s + 1) / warmup for s in range(warmup)] + [
+        lr * 0.5 * (1 + math.cos(math.pi * (s - warmup) / (total - warmup)))
+        for s in range(warmup, total)
+    ]
+    first = LearningRates(stop_at=4)
+    stopped = run(first)
+    path = tmp_path / "stopped.ckpt"
+    stopped.save_checkpoint(path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["lr_schedulers"][0]["_milestones"] == [2]  # torch's SequentialLR state
+    resumed = LearningRates()
+    run(resumed, ckpt_path=path)
+    assert first.rates == pytest.approx(expected[:4])
+    assert resumed.rates == pytest.approx(expected[4:])

@@ -117,6 +117,36 @@ def test_segmentor_overfits(tmp_path: Path) -> None:
     assert pixel_acc > 0.8
 
 
+@pytest.mark.slow
+def test_binary_segmentor_with_one_sigmoid_channel_overfits(tmp_path: Path) -> None:
+    """num_classes=1 with bce_with_logits: binary masks {0, 1} (and 255) train correctly."""
+    torch.manual_seed(0)
+    root = make_segmentation_dataset(tmp_path, num_classes=2, num_train=4, image_size=64)
+    dm = SegmentationDataModule(root, image_size=64, batch_size=4, num_workers=0, hflip_prob=0.0)
+    batches = batches_of(dm)
+    model = SemanticSegmentor(
+        BACKBONE,
+        num_classes=1,
+        loss_fn="bce_with_logits",
+        pretrained=False,
+        lr=2e-3,
+        decoder_channels=64,
+    )
+    recorder = fit(model, batches, steps=30)
+    first, last = halves(recorder.losses)
+    masks = batches[0]["mask"]
+    predicted = model.predict(batches[0]["image"])
+    valid = masks != 255
+    foreground = (masks == 1) & valid
+    pixel_acc = ((predicted == masks) & valid).sum() / valid.sum()
+    recall = (predicted.bool() & foreground).sum() / foreground.sum()
+    print(
+        f"\nbinary segmentor: loss {first:.3f} -> {last:.3f}, pixel accuracy {pixel_acc:.3f}, "
+        f"foreground recall {recall:.3f}"
+    )
+    assert pixel_acc > 0.9 and recall > 0.5
+
+
 def check_detections(
     predictions: list[dict[str, torch.Tensor]], batch: dict[str, Any], masks: bool = False
 ) -> dict[str, float]:

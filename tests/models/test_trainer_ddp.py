@@ -82,8 +82,8 @@ SCRIPT = textwrap.dedent(
             "world_size": trainer.world_size,
             "backend": dist.get_backend() if dist.is_initialized() else None,
             "global_step": trainer.global_step,
-            "num_classes": model.loss.num_classes,
-            "scale": model.loss.scale,
+            "num_classes": model.loss.module.num_classes,
+            "scale": model.loss.module.scale,
             "weight_sum": float(sum(p.detach().sum() for p in model.parameters())),
         }
         (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(rank_result))
@@ -93,8 +93,8 @@ SCRIPT = textwrap.dedent(
             loaded = ImageClassifier.load_from_checkpoint(path)
             result = {
                 "checkpoint_loss_fn": hparams["loss_fn"],
-                "loaded_loss": type(loaded.loss).__name__,
-                "loaded_scale": loaded.loss.scale,
+                "loaded_loss": type(loaded.loss.module).__name__,
+                "loaded_scale": loaded.loss.module.scale,
             }
             (out / "checkpoint.json").write_text(json.dumps(result))
 
