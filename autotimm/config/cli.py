@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -119,6 +120,38 @@ class AutotimmCLI(LightningCLI):
             problems = [*self._early_problems, *self._raw.problems, *result.problems]
             problems = problems or [ConfigProblem("", _parser_message(error))]
             _fail(self._command, problems, result)
+
+    def _parse_ckpt_path(self) -> None:
+        """Merge the checkpoint's hyperparameters into the model config, as LightningCLI does.
+
+        autotimm models store their init arguments as plain data without LightningCLI's
+        ``_class_path`` key, so they get the config's ``class_path`` here (LightningCLI's own
+        merge would read them as arguments of the ``LightningModule`` base class).
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not isinstance(ckpt_path, str) or not Path(ckpt_path).is_file():
+            return  # no checkpoint, a keyword such as "best", or missing (the check reports it)
+        try:
+            checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        except Exception as error:  # not a checkpoint, or not loadable without pickled code
+            problem = f"cannot read the checkpoint's hyperparameters: {error}"
+            _fail(self._command, [ConfigProblem("ckpt_path", problem)], CheckResult())
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        model = self.config[subcommand].get("model")
+        class_path = hparams.pop("_class_path", None) or getattr(model, "class_path", None)
+        if not hparams or class_path is None:
+            return
+        section = {"model": {"class_path": class_path, "init_args": hparams}}
+        try:
+            self.config = self.parser.parse_object({subcommand: section}, self.config)
+        except ArgumentError as error:
+            problem = (
+                f"the checkpoint's hyperparameters do not fit {class_path}: "
+                f"{_parser_message(error)}"
+            )
+            _fail(self._command, [ConfigProblem("ckpt_path", problem)], CheckResult())
 
     # ------------------------------------------------------------------ check, then build
     def before_instantiate_classes(self) -> None:
