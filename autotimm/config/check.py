@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import importlib
 import inspect
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -177,10 +178,14 @@ def _type_problem(
         parser.validate(Namespace(**{key: value}), skip_required=True)
     except Exception as error:  # jsonargparse raises TypeError, NSKeyError, ArgumentError, ...
         if parameter is not None:
-            return f"expected {_expected(parameter)}, got {_given(value)}"
-        first = [line.strip() for line in str(error).splitlines() if line.strip()]
-        detail = first[1] if len(first) > 1 and first[0].startswith("Parser key") else first[0]
-        return detail if first else f"invalid value {_given(value)}"
+            expected = _expected(parameter)
+        else:  # a top-level key: the type as jsonargparse states it
+            text = str(error)
+            union = re.search(r"Subtypes: \[(.*?)\]\n", text)
+            single = re.search(r"Expected an? (.*?)\. Got value", text)
+            found = union.group(1).replace(", ", " | ") if union else single and single.group(1)
+            expected = re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", found or "a valid value")
+        return f"expected {expected}, got {_given(value)}"
     return None
 
 
