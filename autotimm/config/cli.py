@@ -21,6 +21,7 @@ and the saved config kept. What it adds:
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -89,6 +90,8 @@ class AutotimmCLI(LightningCLI):
             trainer_defaults={"callbacks": [PredictionFiles()]} if stage == "predict" else None,
             parser_class=ConfigParser,
             parser_kwargs={"prog": "autotimm"},
+            # the models save their own hyperparameters (plain data, losses as specs)
+            load_from_checkpoint_support=False,
             args=list(args),
         )
 
@@ -157,15 +160,15 @@ class AutotimmCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         stage = str(self.subcommand)
         parser = self._parser(self.subcommand)
-        dumped = parser.dump(self.config[stage], skip_none=False)
+        dumped = _dump(parser, self.config[stage], keep_null=True)
         result = check_config(yaml.safe_load(dumped), stage=stage, check_types=False)
         problems = [*self._early_problems, *result.problems]
         if problems:
             _fail(self._command, problems, result)
         _print_findings(result, notes=self._check_only)
         if self._print_config is not None:
-            skip_none = "skip_null" in self._print_config
-            print(parser.dump(self.config[stage], skip_none=skip_none), end="")
+            keep_null = "skip_null" not in self._print_config
+            print(_dump(parser, self.config[stage], keep_null=keep_null), end="")
             raise SystemExit(0)
         if self._check_only:
             print(dumped, end="")
@@ -265,6 +268,14 @@ def _print_findings(result: CheckResult, *, notes: bool) -> None:
         print(f"autotimm: warning: {warning}", file=sys.stderr)
     for note in result.notes if notes else ():
         print(f"autotimm: note: {note}", file=sys.stderr)
+
+
+def _dump(parser: LightningArgumentParser, config: Any, *, keep_null: bool) -> str:
+    """``parser.dump`` with or without nulls (jsonargparse 4.49 renamed the keyword)."""
+    keyword = (
+        "skip_unset" if "skip_unset" in inspect.signature(parser.dump).parameters else "skip_none"
+    )
+    return parser.dump(config, **{keyword: not keep_null})
 
 
 def _parser_message(error: ArgumentError) -> str:
