@@ -21,7 +21,6 @@ and the saved config kept. What it adds:
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import os
 import sys
@@ -272,10 +271,12 @@ def _print_findings(result: CheckResult, *, notes: bool) -> None:
 
 def _dump(parser: LightningArgumentParser, config: Any, *, keep_null: bool) -> str:
     """``parser.dump`` with or without nulls (jsonargparse 4.49 renamed the keyword)."""
-    keyword = (
-        "skip_unset" if "skip_unset" in inspect.signature(parser.dump).parameters else "skip_none"
-    )
-    return parser.dump(config, **{keyword: not keep_null})
+    try:
+        return parser.dump(config, skip_unset=not keep_null)
+    except (TypeError, ValueError) as error:
+        if "skip_unset" not in str(error):
+            raise
+        return parser.dump(config, skip_none=not keep_null)
 
 
 def _parser_message(error: ArgumentError) -> str:
