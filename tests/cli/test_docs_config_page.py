@@ -1,4 +1,4 @@
-"""docs/training-from-a-config.md: its config files and commands run as the page shows them.
+"""docs/training-from-a-config.md and the README: config files and commands run as shown.
 
 The page's python block runs in tests/docs/test_docs.py like every page's. Here, each
 ```yaml block with a ``title="file.yaml"`` is written to a fresh directory, and every
@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,8 @@ _FENCE = re.compile(
 )
 
 
-def page_blocks() -> list[dict[str, str | None]]:
-    return [match.groupdict() for match in _FENCE.finditer(PAGE.read_text(encoding="utf-8"))]
+def page_blocks(page: Path = PAGE) -> list[dict[str, str | None]]:
+    return [match.groupdict() for match in _FENCE.finditer(page.read_text(encoding="utf-8"))]
 
 
 def test_page_is_in_the_site_navigation() -> None:
@@ -49,23 +50,24 @@ def test_config_snippets_are_valid_yaml_and_json() -> None:
             json.loads(block["code"] or "")
 
 
-@pytest.mark.slow
-def test_page_commands_run_as_shown(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name, value in {
-        "PL_TRAINER_LIMIT_TRAIN_BATCHES": "1",
-        "PL_TRAINER_LIMIT_VAL_BATCHES": "1",
-        "PL_TRAINER_LIMIT_PREDICT_BATCHES": "1",
-        "PL_TRAINER_ENABLE_PROGRESS_BAR": "0",
-        "PL_TRAINER_ENABLE_MODEL_SUMMARY": "0",
-    }.items():
+SHRINK = {
+    "PL_TRAINER_LIMIT_TRAIN_BATCHES": "1",
+    "PL_TRAINER_LIMIT_VAL_BATCHES": "1",
+    "PL_TRAINER_LIMIT_PREDICT_BATCHES": "1",
+    "PL_TRAINER_ENABLE_PROGRESS_BAR": "0",
+    "PL_TRAINER_ENABLE_MODEL_SUMMARY": "0",
+}
+
+
+def run_page_commands(page: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Write the page's titled YAML files and run its ``autotimm`` commands in ``workdir``."""
+    monkeypatch.chdir(workdir)
+    for name, value in SHRINK.items():
         monkeypatch.setenv(name, value)
     ran: list[str] = []
     pending: list[int] = []  # exit codes of the last bash block, checked by the next block
     shown_error = ""
-    for block in page_blocks():
+    for block in page_blocks(page):
         if block["lang"] == "text" and block["exit"] is not None:
             assert pending and pending[-1] == int(block["exit"]), (ran[-1], pending)
             assert shown_error.rstrip() == (block["code"] or "").rstrip()
@@ -75,19 +77,35 @@ def test_page_commands_run_as_shown(
         pending = []
         title = re.search(r'title="([^"]+)"', block["info"] or "")
         if block["lang"] == "yaml" and title:
-            (tmp_path / title.group(1)).write_text(block["code"] or "", encoding="utf-8")
+            (workdir / title.group(1)).write_text(block["code"] or "", encoding="utf-8")
         elif block["lang"] == "bash":
             for line in (block["code"] or "").splitlines():
                 if not line.startswith("autotimm "):
                     continue
                 error = io.StringIO()
                 with contextlib.redirect_stderr(error):
-                    pending.append(main(shlex.split(line)[1:]))
+                    pending.append(main(shlex.split(line, comments=True)[1:]))
                 ran.append(line)
                 shown_error = error.getvalue()
-    assert all(code == 0 for code in pending)
+    assert all(code == 0 for code in pending), (ran[-len(pending) :], pending)
+    return ran
+
+
+@pytest.mark.slow
+def test_page_commands_run_as_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = run_page_commands(PAGE, tmp_path, monkeypatch)
     assert any(command.startswith("autotimm fit") for command in ran)
     assert any(command.startswith("autotimm predict") for command in ran)
     assert (tmp_path / "autotimm.schema.json").is_file()
     version = tmp_path / "autotimm_runs" / "logs" / "version_0"
     assert (version / "config.yaml").is_file() and (version / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_readme_config_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    ran = run_page_commands(ROOT / "README.md", tmp_path, monkeypatch)
+    assert [command.split()[1] for command in ran] == ["data", "fit", "check", "schema"]
+    assert (
+        tmp_path / "autotimm_runs" / "logs" / "version_0" / "checkpoints" / "last.ckpt"
+    ).is_file()
