@@ -13,7 +13,7 @@ Submodules are imported on first use, so ``import autotimm.config`` is cheap.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "AutotimmCLI",
@@ -22,6 +22,12 @@ __all__ = [
     "config_json_schema",
     "run_config_command",
 ]
+
+if TYPE_CHECKING:
+    from autotimm.config.check import check_config
+    from autotimm.config.cli import AutotimmCLI, run_config_command
+    from autotimm.config.problems import ConfigProblem
+    from autotimm.config.schema import config_json_schema
 
 _LAZY = {
     "AutotimmCLI": "autotimm.config.cli",

@@ -103,6 +103,9 @@ def _check_top_level(
 ) -> None:
     defaults = parser.get_defaults()  # a jsonargparse Namespace: iterating it is not by key
     known = {str(key).split(".", 1)[0] for key in defaults.keys()}  # noqa: SIM118
+    for section in ("model", "data"):
+        if section in known and config.get(section) is None:
+            result.add(section, "missing: give its class_path and init_args")
     for key, value in config.items():
         if key in _IGNORED_TOP_LEVEL:
             continue

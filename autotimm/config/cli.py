@@ -78,6 +78,7 @@ class AutotimmCLI(LightningCLI):
         self._early_problems = list(problems)
         self._check_only = check_only
         self._print_config = print_config
+        self._dumped = ""  # the parsed config as YAML, once checked
         stage = args[0] if args else "fit"
         self._command = command or stage
         super().__init__(
@@ -156,22 +157,33 @@ class AutotimmCLI(LightningCLI):
             _fail(self._command, [ConfigProblem("ckpt_path", problem)], CheckResult())
 
     # ------------------------------------------------------------------ check, then build
-    def before_instantiate_classes(self) -> None:
+    def _set_seed(self) -> None:
+        # the parsed config is complete here (checkpoint hyperparameters merged): check it
+        # before anything else happens, seeding included
+        self._check_parsed_config()
+        super()._set_seed()
+
+    def _check_parsed_config(self) -> None:
         stage = str(self.subcommand)
-        parser = self._parser(self.subcommand)
-        dumped = _dump(parser, self.config[stage], keep_null=True)
-        result = check_config(yaml.safe_load(dumped), stage=stage, check_types=False)
+        self._dumped = _dump(self._parser(self.subcommand), self.config[stage], keep_null=True)
+        result = check_config(yaml.safe_load(self._dumped), stage=stage, check_types=False)
         problems = [*self._early_problems, *result.problems]
         if problems:
             _fail(self._command, problems, result)
         _print_findings(result, notes=self._check_only)
+
+    def before_instantiate_classes(self) -> None:
+        stage = str(self.subcommand)
         if self._print_config is not None:
             keep_null = "skip_null" not in self._print_config
-            print(_dump(parser, self.config[stage], keep_null=keep_null), end="")
+            print(
+                _dump(self._parser(self.subcommand), self.config[stage], keep_null=keep_null),
+                end="",
+            )
             raise SystemExit(0)
         if self._check_only:
-            print(dumped, end="")
-            print("autotimm check: the config is valid", file=sys.stderr)
+            print(self._dumped, end="")
+            print(f"autotimm {self._command}: the config is valid", file=sys.stderr)
             raise SystemExit(0)
 
 

@@ -64,7 +64,8 @@ class LossSlot:
         num_classes = values.get("num_classes")
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             return {}
-        return {name: lambda: [1.0] * num_classes for name in self.fallbacks}
+        uniform = [1.0] * num_classes
+        return {name: lambda: list(uniform) for name in self.fallbacks}
 
 
 def _model_table() -> dict[type, tuple[LossSlot, ...]]:

@@ -128,11 +128,12 @@ class PredictionFiles(BasePredictionWriter):
     ) -> None:
         values = probabilities.detach().float().cpu()
         if not self.class_names:
-            names = getattr(trainer.datamodule, "class_names", None)
+            names = getattr(_datamodule(trainer), "class_names", None)
             count = values.shape[1]
-            self.class_names = (
-                list(names) if _sized(names, count) else [f"class_{k}" for k in range(count)]
-            )
+            if isinstance(names, Sequence) and len(names) >= count:
+                self.class_names = [str(name) for name in names]
+            else:
+                self.class_names = [f"class_{k}" for k in range(count)]
         root = _data_root(trainer)
         for row, (scores, source) in enumerate(zip(values, sources)):
             image = _display(source.path, root) if source else f"batch{batch_idx}_{row}"
@@ -171,7 +172,8 @@ class PredictionFiles(BasePredictionWriter):
     ) -> None:
         from pycocotools import mask as mask_utils
 
-        category_ids = getattr(trainer.datamodule, "category_ids", None)
+        found = getattr(_datamodule(trainer), "category_ids", None)
+        category_ids = [int(i) for i in found] if isinstance(found, Sequence) else []
         batch_ids = batch.get("image_id") if isinstance(batch, dict) else None
         for row, (detection, source) in enumerate(zip(detections, sources)):
             width = source.width if source and source.width else size[1]
@@ -190,9 +192,7 @@ class PredictionFiles(BasePredictionWriter):
                 label = int(detection["labels"][k])
                 result: dict[str, Any] = {
                     "image_id": image_id,
-                    "category_id": category_ids[label]
-                    if _sized(category_ids, label + 1)
-                    else label + 1,
+                    "category_id": category_ids[label] if label < len(category_ids) else label + 1,
                     "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                     "score": round(float(detection["scores"][k]), 5),
                 }
@@ -216,8 +216,12 @@ def _dataset(trainer: Trainer, dataloader_idx: int) -> Any:
     return getattr(loaders, "dataset", None)
 
 
+def _datamodule(trainer: Trainer) -> Any:
+    return getattr(trainer, "datamodule", None)
+
+
 def _data_root(trainer: Trainer) -> Path | None:
-    root = getattr(trainer.datamodule, "data_dir", None)
+    root = getattr(_datamodule(trainer), "data_dir", None)
     return Path(root) if isinstance(root, (str, os.PathLike)) else None
 
 
@@ -228,7 +232,3 @@ def _display(path: Path, root: Path | None) -> str:
         except ValueError:
             pass
     return path.as_posix()
-
-
-def _sized(values: Any, count: int) -> bool:
-    return isinstance(values, Sequence) and len(values) >= count

@@ -316,7 +316,7 @@ def _class_schema(cls: type) -> dict[str, Any]:
         return {
             "anyOf": [number, {"type": "array", "items": {"anyOf": [number, {"type": "array"}]}}]
         }
-    if issubclass(cls, (os.PathLike, pathlib.PurePath)):
+    if issubclass(cls, pathlib.PurePath) or hasattr(cls, "__fspath__"):
         return {"type": "string"}
     if cls in (list, tuple, set, frozenset):
         return {"type": "array"}
