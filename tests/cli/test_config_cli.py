@@ -313,6 +313,28 @@ def test_check_prints_the_resolved_config_and_exits_0(
     assert "the config is valid" in err
 
 
+def test_several_configs_and_overrides_merge_in_order(
+    data_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(data_root.parent)
+    override = tmp_path / "override.yaml"
+    override.write_text(
+        "model:\n  init_args:\n    loss_fn: {name: dice, params: {smooth: 0.5}}\n"
+        "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.EarlyStopping\n"
+        "      init_args: {monitor: val/loss, patience: 2}\n"
+    )
+    config = ["--config", str(CONFIGS / "segmentation.yaml"), "--config", str(override)]
+    assert main(["check", *config, "--model.init_args.lr", "0.5"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["model"]["init_args"]["loss_fn"] == {"name": "dice", "params": {"smooth": 0.5}}
+    assert resolved["model"]["init_args"]["lr"] == 0.5
+    assert resolved["model"]["init_args"]["decoder_channels"] == 64  # from the first file
+    assert resolved["trainer"]["callbacks"][0]["init_args"]["patience"] == 2
+
+
 def test_help_lists_the_config_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit", "--help"]) == 0
     out = capsys.readouterr().out
@@ -416,6 +438,11 @@ def test_a_loss_from_an_entry_point_plugin_trains(data_root: Path, tmp_path: Pat
     assert result.returncode == 0, result.stderr[-4000:]
     state = torch.load(run_dir(tmp_path / "runs") / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["hyper_parameters"]["loss_fn"]["name"] == "plugin_cross_entropy"
+    schema = autotimm("schema", cwd=tmp_path, env={"PYTHONPATH": pythonpath})
+    assert schema.returncode == 0, schema.stderr
+    losses = json.loads(schema.stdout)["$defs"]
+    assert "plugin_cross_entropy" in losses["loss"]["anyOf"][0]["enum"]
+    assert "scale" in losses["loss_plugin_cross_entropy"]["properties"]
 
 
 def test_data_synthetic_writes_the_layout_a_config_reads(tmp_path: Path) -> None:
