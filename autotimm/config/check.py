@@ -252,11 +252,8 @@ def _known_names(base: type) -> list[str]:
 def _check_losses(
     model_class: type, values: Mapping[str, Any], given: Mapping[str, Any], result: CheckResult
 ) -> None:
-    from autotimm.losses import LossConfigError, UnknownLossError, get_loss_registry
-    from autotimm.losses.resolve import resolve_loss
-
-    parameters = class_parameters(model_class)
-    for slot in hooks.loss_slots(model_class, parameters):
+    """Resolve every loss argument of the model as the model would, with its context."""
+    for slot in hooks.loss_slots(model_class, class_parameters(model_class)):
         place = f"model.init_args.{slot.argument}"
         value = values.get(slot.argument)
         if value is None:
@@ -267,60 +264,73 @@ def _check_losses(
             result.add(place, str(error))
             continue
         kwargs = values.get(slot.kwargs_argument) if slot.kwargs_argument else None
-        kwargs_place = f"model.init_args.{slot.kwargs_argument}"
         if kwargs is not None and not isinstance(kwargs, Mapping):
-            result.add(kwargs_place, f"expected a mapping of loss arguments, got {kwargs!r}")
+            result.add(
+                f"model.init_args.{slot.kwargs_argument}",
+                f"expected a mapping of loss arguments, got {kwargs!r}",
+            )
             continue
-        context = slot.context_values(values)
         for suffix, item in loss_argument.loss_items(normalized):
-            item_place = place + suffix
+            _check_loss(model_class, slot, item, place + suffix, values, given, kwargs, result)
+
+
+def _check_loss(
+    model_class: type,
+    slot: hooks.LossSlot,
+    item: loss_argument.LossValue,
+    place: str,
+    values: Mapping[str, Any],
+    given: Mapping[str, Any],
+    kwargs: Mapping[str, Any] | None,
+    result: CheckResult,
+) -> None:
+    from autotimm.losses import LossConfigError, UnknownLossError, get_loss_registry
+    from autotimm.losses.resolve import resolve_loss
+
+    context = slot.context_values(values)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            resolved = resolve_loss(
+                item,
+                context=context,
+                kwargs=kwargs,
+                fallbacks=slot.fallback_values(values),
+                argument=slot.argument,
+            )
+        except UnknownLossError as error:
+            result.add(f"{place}.name" if isinstance(item, dict) else place, str(error))
+            return
+        except LossConfigError as error:
             params = item.get("params", {}) if isinstance(item, dict) else {}
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    resolved = resolve_loss(
-                        item,
-                        context=context,
-                        kwargs=kwargs,
-                        fallbacks=slot.fallback_values(values),
-                        argument=slot.argument,
-                    )
-                except UnknownLossError as error:
-                    name_place = f"{item_place}.name" if isinstance(item, dict) else item_place
-                    result.add(name_place, str(error))
-                    continue
-                except LossConfigError as error:
-                    for problem in error.problems:
-                        argument = problem.argument
-                        if kwargs and argument in kwargs:
-                            where = f"{kwargs_place}.{argument}"
-                        elif argument not in params and argument in given and argument in context:
-                            where = f"model.init_args.{argument}"  # a model value as context
-                        else:
-                            where = f"{item_place}.params.{argument}"
-                        message = str(problem).removeprefix(f"{argument}: ")
-                        if "missing required" in message:
-                            message += (
-                                f"; neither the config nor {model_class.__name__} supplies it"
-                            )
-                        result.add(where, f"loss {error.loss_name!r}: {message}")
-                    continue
-                except Exception as error:  # the loss's own constructor refused the values
-                    result.add(item_place, f"{type(error).__name__}: {error}")
-                    continue
-            for warning in caught:
-                result.notes.append(ConfigProblem(item_place, str(warning.message)))
-            entry = resolved.entry
-            if slot.task and entry is not None and entry.tasks and slot.task not in entry.tasks:
-                same_task = get_loss_registry().list_losses(slot.task)
-                result.warnings.append(
-                    ConfigProblem(
-                        item_place,
-                        f"loss {entry.name!r} is registered for {', '.join(entry.tasks)}, not "
-                        f"{slot.task}; losses registered for {slot.task}: "
-                        f"{', '.join(same_task)}",
-                    )
-                )
+            for problem in error.problems:
+                argument = problem.argument
+                if kwargs and argument in kwargs:
+                    where = f"model.init_args.{slot.kwargs_argument}.{argument}"
+                elif argument not in params and argument in given and argument in context:
+                    where = f"model.init_args.{argument}"  # a model value passed as context
+                else:
+                    where = f"{place}.params.{argument}"
+                message = str(problem).removeprefix(f"{argument}: ")
+                if "missing required" in message:
+                    message += f"; neither the config nor {model_class.__name__} supplies it"
+                result.add(where, f"loss {error.loss_name!r}: {message}")
+            return
+        except Exception as error:  # the loss's own constructor refused the values
+            result.add(place, f"{type(error).__name__}: {error}")
+            return
+    result.notes += [ConfigProblem(place, str(warning.message)) for warning in caught]
+    entry = resolved.entry
+    if slot.task and entry is not None and entry.tasks and slot.task not in entry.tasks:
+        same_task = ", ".join(get_loss_registry().list_losses(slot.task))
+        registered = ", ".join(entry.tasks)
+        result.warnings.append(
+            ConfigProblem(
+                place,
+                f"loss {entry.name!r} is registered for {registered}, not {slot.task}; "
+                f"losses registered for {slot.task}: {same_task}",
+            )
+        )
 
 
 # --------------------------------------------------------------------------- other values
