@@ -36,19 +36,19 @@ def error_places(schema: dict[str, Any], config: dict[str, Any]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    sys.path.insert(0, str(CONFIGS))
-    try:
-        with_custom = import_modules(["my_losses"], [])
-        assert with_custom == []
-        from autotimm.losses import get_loss_registry
+    """The schema with configs/my_losses.py imported, as ``autotimm schema --imports``."""
+    from autotimm.losses import get_loss_registry
 
-        if not get_loss_registry().has_loss("my_focal_tversky"):  # imported by an earlier test
-            import importlib
-
-            importlib.reload(sys.modules["my_losses"])
-        return config_json_schema()
-    finally:
-        sys.path.remove(str(CONFIGS))
+    # module scope is set up before the per-test registry restore: restore it here
+    with get_loss_registry().temporary():
+        sys.path.insert(0, str(CONFIGS))
+        sys.modules.pop("my_losses", None)
+        try:
+            assert import_modules(["my_losses"], []) == []
+            return config_json_schema()
+        finally:
+            sys.path.remove(str(CONFIGS))
+            sys.modules.pop("my_losses", None)
 
 
 def test_the_schema_passes_the_draft_2020_12_meta_schema(schema: dict[str, Any]) -> None:
