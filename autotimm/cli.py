@@ -1,4 +1,11 @@
-"""The ``autotimm`` command line: ``autotimm demo`` and ``autotimm losses list|show``."""
+"""The ``autotimm`` command line.
+
+- ``autotimm fit | validate | test | predict | check --config run.yaml``: config-driven runs
+  (LightningCLI, see :mod:`autotimm.config.cli`);
+- ``autotimm schema [-o FILE]``: the JSON Schema of config files, for editors;
+- ``autotimm data synthetic --task T --out DIR``: a small dataset the example configs read;
+- ``autotimm losses list|show`` and ``autotimm demo``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -87,6 +95,48 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    from autotimm.config.cli import import_modules
+    from autotimm.config.problems import format_problems
+    from autotimm.config.schema import config_json_schema
+
+    problems = import_modules(_split_modules(args.imports), [Path.cwd()])
+    if problems:
+        print(f"autotimm schema: error: {format_problems(problems)}", file=sys.stderr)
+        return 2
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"autotimm schema: wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _split_modules(values: Sequence[str]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def _data_synthetic(args: argparse.Namespace) -> int:
+    from autotimm.data import synthetic
+
+    makers = {
+        "classification": (synthetic.make_classification_dataset, "images_per_class"),
+        "segmentation": (synthetic.make_segmentation_dataset, "num_train"),
+        "detection": (synthetic.make_detection_dataset, "num_train"),
+        "instance_segmentation": (synthetic.make_instance_segmentation_dataset, "num_train"),
+    }
+    make, count_argument = makers[args.task]
+    options: dict[str, Any] = {"image_size": args.image_size, "seed": args.seed}
+    if args.num_classes is not None:
+        options["num_classes"] = args.num_classes
+    if args.count is not None:
+        options[count_argument] = args.count
+    root = make(args.out, **options)
+    print(f"autotimm data synthetic: wrote a {args.task} dataset to {root}")
+    return 0
+
+
 def _print_table(rows: Sequence[Sequence[Any]]) -> None:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
@@ -132,7 +182,67 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed for data and training")
     demo.add_argument("--backbone", default="resnet10t", help="timm backbone (pretrained=False)")
     demo.set_defaults(handler=_demo)
+
+    for name, text in _CONFIG_COMMAND_HELP.items():
+        # parsed by LightningCLI (see main); listed here for `autotimm --help`
+        commands.add_parser(name, help=text, add_help=False)
+
+    schema = commands.add_parser(
+        "schema",
+        help="write the JSON Schema of config files (editor completion and checks)",
+        description="Write a JSON Schema (draft 2020-12) for autotimm config files: the models, "
+        "data modules and trainer with their arguments, and every loss argument as a choice of "
+        "the registered losses with their parameters. Put "
+        "'# yaml-language-server: $schema=autotimm.schema.json' at the top of a config.",
+    )
+    schema.add_argument("-o", "--output", help="file to write (default: standard output)")
+    schema.add_argument(
+        "--imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="modules to import first, e.g. one with @register_loss classes (repeatable, or "
+        "comma-separated)",
+    )
+    schema.set_defaults(handler=_schema)
+
+    data = commands.add_parser("data", help="datasets for the example configs")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    synthetic = data_commands.add_parser(
+        "synthetic",
+        help="write a small synthetic dataset (coloured shapes, real files)",
+        description="Write a small dataset of coloured shapes in the layout the task's data "
+        "module reads (class folders, PNG masks or COCO JSON).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    synthetic.add_argument(
+        "--task",
+        required=True,
+        choices=["classification", "segmentation", "detection", "instance_segmentation"],
+    )
+    synthetic.add_argument("--out", required=True, help="output directory")
+    synthetic.add_argument("--image-size", type=int, default=64, help="image side in pixels")
+    synthetic.add_argument(
+        "--num-classes", type=int, default=None, help="classes (default: the generator's)"
+    )
+    synthetic.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="training images (per class for classification; default: the generator's)",
+    )
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.set_defaults(handler=_data_synthetic)
     return parser
+
+
+_CONFIG_COMMAND_HELP = {
+    "fit": "train from a config: autotimm fit --config run.yaml (see autotimm fit --help)",
+    "validate": "validate a checkpoint: autotimm validate --config run.yaml --ckpt_path C",
+    "test": "test a checkpoint: autotimm test --config run.yaml --ckpt_path C",
+    "predict": "predict with a checkpoint and write the outputs to files",
+    "check": "check a config completely and print it resolved, without training",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,7 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Example: ``main(["losses", "show", "dice"])`` prints the dice loss's parameter table.
     """
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in _CONFIG_COMMAND_HELP:
+        from autotimm.config.cli import run_config_command
+
+        return run_config_command(arguments)
+    args = build_parser().parse_args(arguments)
     try:
         code: int = args.handler(args)
     except ValueError as error:  # unknown names and tasks: the message is the whole story

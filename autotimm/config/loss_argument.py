@@ -1,0 +1,213 @@
+"""How a config names a loss: the one type behind every ``loss_fn``-like model argument.
+
+In a config a loss is a registry name (``loss_fn: dice``) or a spec
+(``loss_fn: {name: dice, params: {smooth: 0.5}}``). :class:`LossArgument` is registered with
+jsonargparse, and the config parser gives it to every model parameter annotated with
+:data:`autotimm.losses.resolve.LossLike`, so that a loss value is plain data from the YAML file to
+the saved config. At parse time only its *shape* is checked here; whether the name exists and the
+params are valid for the model is checked for the whole config at once by
+:mod:`autotimm.config.check`, which resolves every loss with the model's context through
+:func:`autotimm.losses.resolve.resolve_loss`.
+
+Everything that knows the shape of a loss value lives in this module: :func:`normalize` (parse),
+:func:`loss_items` (what the checker resolves, with the place of each) and :func:`json_schema`
+(what editors complete). A list of losses becomes valid by changing these three functions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Iterator, Mapping
+from typing import Any, Union
+
+__all__ = [
+    "LossArgument",
+    "LossValue",
+    "is_loss_annotation",
+    "json_schema",
+    "loss_annotation",
+    "loss_items",
+    "normalize",
+    "register_with_jsonargparse",
+]
+
+LossValue = Union[str, dict[str, Any]]  # noqa: UP007 - runtime alias
+"""A loss as plain data: a registry name, or ``{"name": ..., "params": {...}}``."""
+
+_SPEC_KEYS = ("name", "params")
+
+
+class LossArgument:
+    """The jsonargparse type of a loss argument (values are plain :data:`LossValue` data).
+
+    Never instantiated: the registered deserializer turns a YAML or command-line value into a
+    :data:`LossValue`, and the serializer writes it back unchanged.
+
+    Example:
+        >>> normalize("dice"), normalize({"name": "dice", "params": {"smooth": 0.5}})
+        ('dice', {'name': 'dice', 'params': {'smooth': 0.5}})
+    """
+
+
+def normalize(value: Any) -> LossValue:
+    """The plain form of a loss value, or ``ValueError`` saying what shape is expected.
+
+    A string that starts with ``{`` is read as YAML (``--model.init_args.loss_fn '{name: dice}'``).
+
+    Example:
+        >>> normalize("{name: focal, params: {gamma: 3}}")
+        {'name': 'focal', 'params': {'gamma': 3}}
+    """
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ValueError(f"cannot read {value!r} as a loss spec: {error}") from None
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("expected a loss name, got an empty string")
+        return value
+    if isinstance(value, Mapping):
+        return _normalize_spec(value)
+    if isinstance(value, (list, tuple)):
+        raise ValueError(
+            "a list of losses is not supported yet; give one loss name or one {name, params} spec"
+        )
+    raise ValueError(
+        f"expected a loss name or a spec {{name: ..., params: {{...}}}}, got {value!r} "
+        f"({type(value).__name__})"
+    )
+
+
+def _normalize_spec(value: Mapping[str, Any]) -> dict[str, Any]:
+    keys = [str(key) for key in value]
+    if "class_path" in keys:
+        raise ValueError(
+            "a loss is given by its registry name, not by class_path/init_args: write "
+            "{name: <registry name>, params: {...}} (`autotimm losses list` shows the names)"
+        )
+    unknown = [key for key in keys if key not in _SPEC_KEYS]
+    if unknown:
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
+            for key in unknown
+            for close in [difflib.get_close_matches(key, _SPEC_KEYS, n=1, cutoff=0.5)]
+        ]
+        raise ValueError(
+            f"a loss spec has the keys 'name' and 'params'; unknown key {', '.join(hints)}"
+        )
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a loss spec needs 'name': a registry name; got {name!r}")
+    params = value.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise ValueError(
+            f"'params' of a loss spec is a mapping of argument names to values; got {params!r}"
+        )
+    return {"name": name, "params": {str(key): item for key, item in params.items()}}
+
+
+def loss_items(value: LossValue) -> Iterator[tuple[str, LossValue]]:
+    """Each loss in a (normalized) loss value with the suffix of its place in the config.
+
+    One loss today (suffix ``""``); a list would yield ``("[0]", ...), ("[1]", ...)``.
+
+    Example:
+        >>> list(loss_items("dice"))
+        [('', 'dice')]
+    """
+    yield "", value
+
+
+def json_schema(
+    loss_names: list[str], spec_schemas: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The JSON Schema of a loss value: a name, or a spec whose ``params`` follow that loss.
+
+    ``loss_names`` are every accepted name and alias; ``spec_schemas`` maps each of them to the
+    schema of its ``params`` (a ``$ref`` is fine). Each loss's params are attached with
+    ``if``/``then`` on ``name``, so validators report a bad parameter at its own path.
+
+    Example:
+        >>> schema = json_schema(["dice"], {"dice": {"type": "object"}})
+        >>> schema["anyOf"][0]
+        {'type': 'string', 'enum': ['dice']}
+    """
+    spec: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "enum": list(loss_names), "description": "registry name"},
+            "params": {"type": "object", "description": "the loss's constructor arguments"},
+        },
+        "required": ["name"],
+        "additionalProperties": False,
+        "allOf": [
+            {
+                "if": {"properties": {"name": {"const": name}}, "required": ["name"]},
+                "then": {"properties": {"params": dict(spec_schemas[name])}},
+            }
+            for name in loss_names
+        ],
+    }
+    return {
+        "anyOf": [{"type": "string", "enum": list(loss_names)}, spec],
+        "description": "a registered loss: its name, or {name, params}",
+    }
+
+
+# --------------------------------------------------------------------------- model signatures
+def is_loss_annotation(annotation: Any) -> bool:
+    """Whether a model parameter's annotation is the loss type (optionally ``| None``).
+
+    Example:
+        >>> from autotimm.losses.resolve import LossLike
+        >>> [is_loss_annotation(hint) for hint in (LossLike, LossLike | None, str)]
+        [True, True, False]
+    """
+    return loss_annotation(annotation) is not None
+
+
+def loss_annotation(annotation: Any) -> Any | None:
+    """``LossArgument`` (or ``LossArgument | None``) for a loss-typed annotation, else ``None``.
+
+    A parameter is a loss argument when its annotation holds every member of
+    :data:`~autotimm.losses.resolve.LossLike` (and possibly ``None``), however it was spelled.
+    """
+    from autotimm.losses.resolve import LossLike
+
+    loss_members = set(typing.get_args(LossLike))
+    members = set(typing.get_args(annotation)) if typing.get_origin(annotation) else {annotation}
+    if not loss_members or not loss_members <= members:
+        return None
+    rest = members - loss_members
+    if not rest:
+        return LossArgument
+    if rest == {type(None)}:
+        return typing.Optional[LossArgument]  # noqa: UP045 - a runtime type for jsonargparse
+    return None
+
+
+def register_with_jsonargparse() -> None:
+    """Register :class:`LossArgument` with jsonargparse (idempotent)."""
+    from jsonargparse.typing import register_type
+
+    register_type(
+        LossArgument,
+        serializer=_serialize,
+        deserializer=normalize,
+        deserializer_exceptions=(ValueError,),
+        type_check=_never,
+    )
+
+
+def _serialize(value: Any) -> Any:
+    return value
+
+
+def _never(value: Any, class_type: type) -> bool:
+    return False  # values are plain data: always run them through ``normalize``
