@@ -3,9 +3,8 @@
 ``autotimm fit`` has to import autotimm, Lightning and timm before it can read a config, so
 ``python -c "import autotimm, lightning, timm"`` is the least any run costs. Checking a config
 with a problem in every section (a misspelled loss argument, a missing data directory, ...) should
-add little to that:
-no backbone built, no data read. Target: ``<= 1.5`` x, wall time of fresh interpreters run
-alternately. The row is skipped while ``autotimm fit`` does not exist.
+add little to that: no backbone built, no data read. Target: ``<= 1.5`` x, wall time of
+fresh interpreters run alternately. The row is skipped while ``autotimm fit`` does not exist.
 
 Run: ``python benchmarks/bench_cli.py`` (or ``python -m benchmarks --only fit``).
 """
