@@ -1,7 +1,7 @@
 """Classification losses: the semantics and arguments of their ``torch.nn`` namesakes.
 
 Each class is a thin, registered wrapper around a function of
-:mod:`autotimm.losses._functional`; the constructor signature is the loss's schema. All of
+:mod:`autotimm.losses.functional`; the constructor signature is the loss's schema. All of
 them compute in float32 for float16/bfloat16 inputs, accept an optional ``num_classes``
 (validated against the prediction's class dimension, dimension 1, or 0 for an unbatched
 ``[C]`` input), and raise ``ValueError`` for bad labels and shapes.
@@ -9,11 +9,12 @@ them compute in float32 for float16/bfloat16 inputs, accept an optional ``num_cl
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
-from autotimm.losses import _functional as LF
-from autotimm.losses._functional import NumClasses, Probability
-from autotimm.losses._types import Reduction
+from autotimm.losses import functional as LF
+from autotimm.losses._types import NumClasses, Probability, Reduction
 from autotimm.losses.registry import register_loss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "NLLLoss"]
@@ -24,8 +25,41 @@ def _class_dim_of(pred: Tensor) -> int | None:
     return 1 if pred.ndim >= 2 else None
 
 
+class _WeightedClassLoss(nn.Module):
+    """What cross entropy and NLL share: class weights, an ignored label and ``num_classes``."""
+
+    weight: Tensor | None
+    loss_name: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None,
+        ignore_index: int,
+        reduction: Reduction,
+        num_classes: int | None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", LF.as_float_tensor(weight))
+        self.ignore_index = ignore_index
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def check_labels(self, pred: Tensor, target: Tensor) -> tuple[int, int] | None:
+        """Check class indices for ``pred [N, C, ...]`` (or ``[C]``); their ``(min, max)``."""
+        return LF.check_class_indices(
+            pred,
+            target,
+            name=self.loss_name,
+            class_dim=0 if pred.ndim == 1 else 1,
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            class_weights=self.weight,
+        )
+
+
 @register_loss("cross_entropy", task="classification", alias="ce")
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(_WeightedClassLoss):
     """Cross entropy on logits, exactly as :class:`torch.nn.CrossEntropyLoss`.
 
     Targets are class indices (``[N]``, ``[N, d1, ...]`` or a scalar for ``[C]`` logits) or
@@ -46,7 +80,7 @@ class CrossEntropyLoss(nn.Module):
         1.0986
     """
 
-    weight: Tensor | None
+    loss_name = "cross_entropy"
 
     def __init__(
         self,
@@ -57,25 +91,25 @@ class CrossEntropyLoss(nn.Module):
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
-        super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
-        self.ignore_index = ignore_index
+        super().__init__(
+            weight=weight, ignore_index=ignore_index, reduction=reduction, num_classes=num_classes
+        )
         self.label_smoothing = label_smoothing
-        self.reduction: Reduction = reduction
-        self.num_classes = num_classes
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of ``logits [N, C, ...]`` (or ``[C]``) against indices or probabilities."""
-        labels = LF.check_inputs(
-            logits,
-            target,
-            kind="dense" if target.is_floating_point() else "class_indices",
-            num_classes=self.num_classes,
-            class_dim=0 if logits.ndim == 1 else 1,
-            ignore_index=self.ignore_index,
-            class_weights=self.weight,
-            name="cross_entropy",
-        )
+        if target.is_floating_point():  # class probabilities
+            LF.check_dense(
+                logits,
+                target,
+                name="cross_entropy",
+                class_dim=0 if logits.ndim == 1 else 1,
+                num_classes=self.num_classes,
+                class_weights=self.weight,
+            )
+            labels = None
+        else:
+            labels = self.check_labels(logits, target)
         return LF.cross_entropy(
             logits,
             target,
@@ -88,7 +122,7 @@ class CrossEntropyLoss(nn.Module):
 
 
 @register_loss("nll", task="classification", expects="log_probabilities")
-class NLLLoss(nn.Module):
+class NLLLoss(_WeightedClassLoss):
     """Negative log-likelihood on log-probabilities, exactly as :class:`torch.nn.NLLLoss`.
 
     A batch whose targets are all ``ignore_index`` gives 0 instead of torch's NaN.
@@ -107,7 +141,7 @@ class NLLLoss(nn.Module):
         1.3863
     """
 
-    weight: Tensor | None
+    loss_name = "nll"
 
     def __init__(
         self,
@@ -117,30 +151,19 @@ class NLLLoss(nn.Module):
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
-        super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
-        self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-        self.num_classes = num_classes
+        super().__init__(
+            weight=weight, ignore_index=ignore_index, reduction=reduction, num_classes=num_classes
+        )
 
     def forward(self, log_probs: Tensor, target: Tensor) -> Tensor:
         """Loss of ``log_probs [N, C, ...]`` (or ``[C]``) against class indices."""
-        labels = LF.check_inputs(
-            log_probs,
-            target,
-            num_classes=self.num_classes,
-            class_dim=0 if log_probs.ndim == 1 else 1,
-            ignore_index=self.ignore_index,
-            class_weights=self.weight,
-            name="nll",
-        )
         return LF.nll_loss(
             log_probs,
             target,
             weight=self.weight,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
-            label_range=labels,
+            label_range=self.check_labels(log_probs, target),
         )
 
 
@@ -183,13 +206,12 @@ class BCEWithLogitsLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of ``logits`` against targets of the same shape."""
-        LF.check_inputs(
+        LF.check_dense(
             logits,
             target,
-            kind="dense",
-            num_classes=self.num_classes,
-            class_dim=_class_dim_of(logits),
             name="bce_with_logits",
+            class_dim=_class_dim_of(logits),
+            num_classes=self.num_classes,
         )
         return LF.binary_cross_entropy_with_logits(
             logits,
@@ -235,15 +257,10 @@ class BCELoss(nn.Module):
 
     def forward(self, probs: Tensor, target: Tensor) -> Tensor:
         """Loss of probabilities ``probs`` against targets of the same shape."""
-        LF.check_inputs(
-            probs,
-            target,
-            kind="dense",
-            num_classes=self.num_classes,
-            class_dim=_class_dim_of(probs),
-            pred_range=(0.0, 1.0),
-            name="bce",
+        LF.check_dense(
+            probs, target, name="bce", class_dim=_class_dim_of(probs), num_classes=self.num_classes
         )
+        LF.check_unit_interval(probs, name="bce", argument="prediction")
         return LF.binary_cross_entropy(probs, target, weight=self.weight, reduction=self.reduction)
 
 
@@ -270,12 +287,7 @@ class MSELoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """Squared error of ``pred`` against targets of the same shape."""
-        LF.check_inputs(
-            pred,
-            target,
-            kind="dense",
-            num_classes=self.num_classes,
-            class_dim=_class_dim_of(pred),
-            name="mse",
+        LF.check_dense(
+            pred, target, name="mse", class_dim=_class_dim_of(pred), num_classes=self.num_classes
         )
         return LF.mse_loss(pred, target, reduction=self.reduction)

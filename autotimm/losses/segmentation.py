@@ -2,17 +2,18 @@
 
 Pixels labelled ``ignore_index`` (255 by default) count in no sum, neither as prediction nor as
 target. Every loss takes an optional ``num_classes`` that is checked against the logits. Each
-class is a thin, registered wrapper around a function of :mod:`autotimm.losses._functional`.
+class is a thin, registered wrapper around a function of :mod:`autotimm.losses.functional`.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
-from autotimm.losses import _functional as LF
-from autotimm.losses._functional import NonNegative, NumClasses, Probability
-from autotimm.losses._types import Reduction
+from autotimm.losses import functional as LF
+from autotimm.losses._types import NonNegative, NumClasses, Probability, Reduction
 from autotimm.losses.registry import register_loss
 
 __all__ = [
@@ -34,19 +35,54 @@ def _check(
     name: str,
     class_weights: Tensor | None = None,
 ) -> tuple[int, int] | None:
-    return LF.check_inputs(
+    return LF.check_class_indices(
         logits,
         target,
+        name=name,
         num_classes=num_classes,
-        class_dim=1,
         ignore_index=ignore_index,
         class_weights=class_weights,
-        name=name,
     )
 
 
+class _RegionOverlapLoss(nn.Module):
+    """What dice, Tversky and Jaccard share: all three are ``1 - `` a Tversky index
+    ``(TP + s) / (TP + alpha FP + beta FN + s)`` per (sample, class); each subclass only says
+    which ``alpha``, ``beta`` and ``s`` its own parameters stand for."""
+
+    loss_name: ClassVar[str]
+
+    def __init__(
+        self, *, num_classes: int | None, smooth: float, ignore_index: int, reduction: Reduction
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.smooth = smooth
+        self.ignore_index = ignore_index
+        self.reduction: Reduction = reduction
+
+    def tversky_weights(self) -> tuple[float, float, float]:
+        """``(alpha, beta, smooth)`` of the Tversky index this loss computes."""
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
+        labels = _check(logits, target, self.num_classes, self.ignore_index, self.loss_name)
+        alpha, beta, smooth = self.tversky_weights()
+        return LF.tversky_loss(
+            logits,
+            target,
+            alpha=alpha,
+            beta=beta,
+            smooth=smooth,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_range=labels,
+        )
+
+
 @register_loss("dice", task="segmentation")
-class DiceLoss(nn.Module):
+class DiceLoss(_RegionOverlapLoss):
     """Soft dice loss on softmax probabilities, per (sample, class).
 
     ``1 - (2 sum(p g) + smooth) / (sum(p) + sum(g) + smooth)`` averaged over samples and
@@ -68,6 +104,8 @@ class DiceLoss(nn.Module):
         True
     """
 
+    loss_name = "dice"
+
     def __init__(
         self,
         *,
@@ -76,27 +114,17 @@ class DiceLoss(nn.Module):
         ignore_index: int = 255,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.smooth = smooth
-        self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Dice loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        labels = _check(logits, target, self.num_classes, self.ignore_index, "dice")
-        return LF.dice_loss(
-            logits,
-            target,
-            label_range=labels,
-            smooth=self.smooth,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
+        super().__init__(
+            num_classes=num_classes, smooth=smooth, ignore_index=ignore_index, reduction=reduction
         )
+
+    def tversky_weights(self) -> tuple[float, float, float]:
+        """Dice is the Tversky index with ``alpha = beta = 1/2`` and half the smoothing."""
+        return 0.5, 0.5, self.smooth / 2
 
 
 @register_loss("tversky", task="segmentation")
-class TverskyLoss(nn.Module):
+class TverskyLoss(_RegionOverlapLoss):
     """Tversky loss per (sample, class), MONAI's convention (``alpha`` weights false positives).
 
     ``1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth)`` on softmax probabilities,
@@ -117,6 +145,8 @@ class TverskyLoss(nn.Module):
         torch.Size([])
     """
 
+    loss_name = "tversky"
+
     def __init__(
         self,
         *,
@@ -127,31 +157,19 @@ class TverskyLoss(nn.Module):
         ignore_index: int = 255,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(
+            num_classes=num_classes, smooth=smooth, ignore_index=ignore_index, reduction=reduction
+        )
         self.alpha = alpha
         self.beta = beta
-        self.smooth = smooth
-        self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Tversky loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        labels = _check(logits, target, self.num_classes, self.ignore_index, "tversky")
-        return LF.tversky_loss(
-            logits,
-            target,
-            label_range=labels,
-            alpha=self.alpha,
-            beta=self.beta,
-            smooth=self.smooth,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-        )
+    def tversky_weights(self) -> tuple[float, float, float]:
+        """This loss's own ``alpha``, ``beta`` and ``smooth``."""
+        return self.alpha, self.beta, self.smooth
 
 
 @register_loss("jaccard", task="segmentation")
-class JaccardLoss(nn.Module):
+class JaccardLoss(_RegionOverlapLoss):
     """Soft Jaccard (IoU) loss per (sample, class): ``1 - (I + s) / (P + G - I + s)``.
 
     Args:
@@ -166,6 +184,8 @@ class JaccardLoss(nn.Module):
         torch.Size([2, 3])
     """
 
+    loss_name = "jaccard"
+
     def __init__(
         self,
         *,
@@ -174,23 +194,13 @@ class JaccardLoss(nn.Module):
         ignore_index: int = 255,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.smooth = smooth
-        self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Jaccard loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        labels = _check(logits, target, self.num_classes, self.ignore_index, "jaccard")
-        return LF.jaccard_loss(
-            logits,
-            target,
-            label_range=labels,
-            smooth=self.smooth,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
+        super().__init__(
+            num_classes=num_classes, smooth=smooth, ignore_index=ignore_index, reduction=reduction
         )
+
+    def tversky_weights(self) -> tuple[float, float, float]:
+        """Jaccard is the Tversky index with ``alpha = beta = 1``."""
+        return 1.0, 1.0, self.smooth
 
 
 @register_loss("lovasz", task="segmentation")
@@ -331,14 +341,9 @@ class MaskLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of mask ``logits`` against targets of the same shape."""
-        LF.check_inputs(
-            logits,
-            target,
-            kind="dense",
-            class_dim=None,
-            target_range=None if target.is_floating_point() else (0.0, 1.0),
-            name="mask",
-        )
+        LF.check_dense(logits, target, name="mask")
+        if not target.is_floating_point():
+            LF.check_unit_interval(target, name="mask", argument="target")
         return LF.binary_cross_entropy_with_logits(
             logits, target, pos_weight=self.pos_weight, reduction=self.reduction
         )
