@@ -353,8 +353,8 @@ class FCOSLoss(nn.Module):
             centerness_logits[foreground], centerness_targets[foreground], reduction="sum"
         )
         terms = torch.stack([cls_term.float(), reg_term.float(), centerness_term])
-        if self.reduction != "sum":
-            terms = terms / n
+        if LF.inner_reduction(self.reduction) == "none" or self.reduction == "mean":
+            terms = terms / n  # the FCOS normalisation, also of the unreduced terms
         self.last_components = dict(
             zip(("cls", "reg", "centerness"), terms.detach().unbind(), strict=True)
         )

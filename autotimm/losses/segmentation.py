@@ -1,7 +1,9 @@
 """Segmentation losses on logits ``[B, C, H, W]`` and integer targets ``[B, H, W]``.
 
 Pixels labelled ``ignore_index`` (255 by default) count in no sum, neither as prediction nor as
-target. Every loss takes an optional ``num_classes`` that is checked against the logits. Each
+target. Every loss takes an optional ``num_classes`` that is checked against the logits. The
+softmax losses refuse logits with a single channel (a softmax over one channel is constant):
+binary segmentation takes two classes, or a binary loss such as ``bce_with_logits``. Each
 class is a thin, registered wrapper around a function of :mod:`autotimm.losses.functional`.
 """
 
@@ -35,6 +37,8 @@ def _check(
     name: str,
     class_weights: Tensor | None = None,
 ) -> tuple[int, int] | None:
+    """Check softmax logits ``[B, C >= 2, *]`` and labels ``[B, *]``; their ``(min, max)``."""
+    LF.check_softmax_channels(logits, name=name)
     return LF.check_class_indices(
         logits,
         target,

@@ -15,6 +15,7 @@ Nothing here imports torchvision, timm or lightning.
 
 from autotimm.losses.functional._utils import (
     as_float_tensor,
+    inner_reduction,
     reduce_loss,
     weighted_reduce,
 )
@@ -23,6 +24,7 @@ from autotimm.losses.functional.checks import (
     check_boxes,
     check_class_indices,
     check_dense,
+    check_softmax_channels,
     check_unit_interval,
 )
 from autotimm.losses.functional.classification import (
@@ -53,9 +55,11 @@ __all__ = [
     "check_boxes",
     "check_class_indices",
     "check_dense",
+    "check_softmax_channels",
     "check_unit_interval",
     "cross_entropy",
     "dice_loss",
+    "inner_reduction",
     "lovasz_softmax_loss",
     "mse_loss",
     "nll_loss",

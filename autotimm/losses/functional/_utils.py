@@ -15,9 +15,9 @@ __all__ = [
     "as_float_tensor",
     "compiling",
     "flatten_segmentation",
+    "inner_reduction",
     "nonzero",
     "reduce_loss",
-    "summing",
     "to_float32",
     "weighted_reduce",
 ]
@@ -89,14 +89,14 @@ def nonzero(denominator: Tensor) -> Tensor:
     return torch.where(denominator > 0, denominator, torch.ones_like(denominator))
 
 
-def summing(reduction: str) -> Reduction:
+def inner_reduction(reduction: str) -> Reduction:
     """The reduction to ask of an inner element-wise loss: ``"none"`` or ``"sum"``.
 
     Raises ``ValueError`` for anything but ``"mean"``, ``"sum"`` and ``"none"``, so that no
     loss treats a misspelled reduction as one of them.
 
     Example:
-        >>> summing("mean")
+        >>> inner_reduction("mean")
         'sum'
     """
     if reduction not in _REDUCTIONS:
@@ -113,7 +113,7 @@ def reduce_loss(loss: Tensor, reduction: Reduction) -> Tensor:
         >>> reduce_loss(torch.zeros(0), "mean")
         tensor(0.)
     """
-    if summing(reduction) == "none":
+    if inner_reduction(reduction) == "none":
         return loss
     total = loss.sum()
     if reduction == "sum":
@@ -131,7 +131,7 @@ def weighted_reduce(loss: Tensor, weight: Tensor | None, reduction: Reduction) -
     if weight is None:
         return reduce_loss(loss, reduction)
     weighted = loss * weight.to(loss.dtype)
-    if summing(reduction) == "none":
+    if inner_reduction(reduction) == "none":
         return weighted
     total = weighted.sum()
     if reduction == "sum":

@@ -15,14 +15,21 @@ __all__ = ["BoxLossKind", "box_iou_loss"]
 
 BoxLossKind = Literal["giou", "diou", "ciou"]
 
+
 def box_iou_loss(
     pred: Tensor, target: Tensor, *, kind: BoxLossKind = "giou", eps: float = 1e-7
 ) -> Tensor:
     """Element-wise GIoU / DIoU / CIoU loss of ``[..., 4]`` boxes (x1, y1, x2, y2).
 
-    Same values as torchvision's ``generalized_box_iou_loss``, ``distance_box_iou_loss`` and
-    ``complete_box_iou_loss``; degenerate boxes (zero width or height, points) give finite
-    values and gradients (the CIoU aspect term divides by ``max(|h|, eps)``).
+    Same values and gradients (with respect to both boxes) as torchvision's
+    ``generalized_box_iou_loss``, ``distance_box_iou_loss`` and ``complete_box_iou_loss``;
+    degenerate boxes (zero width or height, points) give finite values and gradients (the CIoU
+    aspect term divides by ``max(|h|, eps)``).
+
+    Example:
+        >>> pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+        >>> box_iou_loss(pred, pred + 1, kind="giou")  # 1 - 1/7 + (9 - 7) / 9
+        tensor([1.0794])
     """
     p = to_float32(pred)
     g = target.to(p.dtype)
@@ -47,9 +54,8 @@ def box_iou_loss(
     loss = 1 - iou + centers / diagonal
     if kind == "diou":
         return loss
-    gw, gh = gx2 - gx1, gy2 - gy1
-    with torch.no_grad():
-        target_angle = torch.atan(gw / _away_from_zero(gh, eps))
+    # both aspect angles carry a gradient, as in torchvision (a target box can be learned too)
+    target_angle: Tensor = _AspectAngle.apply(gx2 - gx1, gy2 - gy1, eps)
     angle: Tensor = _AspectAngle.apply(w, h, eps)
     aspect = target_angle - angle
     v = (4 / math.pi**2) * aspect.square()

@@ -12,7 +12,13 @@ from torch import Tensor
 
 from autotimm.losses.functional._utils import compiling
 
-__all__ = ["check_boxes", "check_class_indices", "check_dense", "check_unit_interval"]
+__all__ = [
+    "check_boxes",
+    "check_class_indices",
+    "check_dense",
+    "check_softmax_channels",
+    "check_unit_interval",
+]
 
 
 def _shapes(pred: Tensor, target: Tensor | None) -> str:
@@ -88,8 +94,7 @@ def check_class_indices(
     expected = (*pred.shape[:dim], *pred.shape[dim + 1 :])
     if tuple(target.shape) != expected:
         raise ValueError(
-            f"{name}: expected class-index targets of shape {expected} for this prediction "
-            f"{shapes}"
+            f"{name}: expected class-index targets of shape {expected} for this prediction {shapes}"
         )
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise ValueError(
@@ -113,6 +118,27 @@ def check_class_indices(
                 f"ignore_index={ignore_index} {shapes}"
             )
     return low, high
+
+
+def check_softmax_channels(logits: Tensor, *, name: str, class_dim: int = 1) -> None:
+    """Refuse a softmax over a single channel: it is 1 everywhere, so a loss on it is constant.
+
+    Dice, Jaccard, Tversky and Lovász on ``[B, 1, H, W]`` logits would return the same number
+    for every prediction, with a zero gradient: a model would train on nothing.
+
+    Example:
+        >>> check_softmax_channels(torch.zeros(2, 1, 4, 4), name="dice")
+        Traceback (most recent call last):
+        ...
+        ValueError: dice: the logits have 1 channel (shape (2, 1, 4, 4)), ... num_classes=2 ...
+    """
+    if logits.ndim > class_dim and logits.shape[class_dim] == 1:
+        raise ValueError(
+            f"{name}: the logits have 1 channel (shape {tuple(logits.shape)}), and a softmax "
+            "over one channel is 1 everywhere, so this loss would be constant with a zero "
+            "gradient. For binary segmentation use num_classes=2 (background and foreground), "
+            "or a binary/sigmoid loss such as bce_with_logits."
+        )
 
 
 def check_dense(
@@ -144,9 +170,7 @@ def check_dense(
         raise ValueError(f"{name}: the target must have the prediction's shape {shapes}")
 
 
-def check_boxes(
-    pred: Tensor, target: Tensor, *, name: str, weight: Tensor | None = None
-) -> None:
+def check_boxes(pred: Tensor, target: Tensor, *, name: str, weight: Tensor | None = None) -> None:
     """Check ``[..., 4]`` boxes ``(x1, y1, x2, y2)`` of equal shapes, and per-box weights.
 
     Example:

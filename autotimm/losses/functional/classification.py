@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autotimm.losses._types import Reduction
-from autotimm.losses.functional._utils import nonzero, reduce_loss, summing, to_float32
+from autotimm.losses.functional._utils import inner_reduction, nonzero, reduce_loss, to_float32
 
 __all__ = [
     "binary_cross_entropy",
@@ -40,7 +40,7 @@ def _over_labels(
     x = to_float32(pred)
     w = None if weight is None else weight.to(x.dtype)
     t = target.long()
-    loss = loss_fn(x, t, weight=w, ignore_index=ignore_index, reduction=summing(reduction))
+    loss = loss_fn(x, t, weight=w, ignore_index=ignore_index, reduction=inner_reduction(reduction))
     if reduction != "mean":
         return loss
     nothing_ignored = label_range is not None and not (
@@ -83,7 +83,7 @@ def cross_entropy(
         x,
         target.to(x.dtype),
         weight=None if weight is None else weight.to(x.dtype),
-        reduction=summing(reduction),
+        reduction=inner_reduction(reduction),
         label_smoothing=label_smoothing,
     )
     if reduction == "mean":  # over the samples: all but the class dimension

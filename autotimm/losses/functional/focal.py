@@ -9,9 +9,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autotimm.losses._types import Reduction
-from autotimm.losses.functional._utils import TINY, compiling, reduce_loss, summing, to_float32
+from autotimm.losses.functional._utils import (
+    TINY,
+    compiling,
+    inner_reduction,
+    reduce_loss,
+    to_float32,
+)
 
 __all__ = ["sigmoid_focal_loss", "sigmoid_focal_loss_with_indices", "softmax_focal_loss"]
+# Precision. With s = sigmoid(x) and t the target, the loss is a_t q^gamma ce with
+#   q  = 1 - p_t = (1 - t) s + t sigmoid(-x)
+#   ce = -log p_t = (1 - t) softplus(x) + t softplus(-x).
+# Both are weighted means of values that sigmoid and softplus compute to a few ulps on either
+# side of 0, and torch.lerp(a, b, t) evaluates (1 - t) a + t b without cancellation (it returns b
+# exactly at t = 1), so both tails keep their relative precision. The usual forms lose them:
+# softplus(x) - t x is exactly 0 for a confident positive (x > 16 in float32, true value
+# ~exp(-x)), and 1 - p_t = 1 - sigmoid(x) is exactly 0 there too.
+
+
+def _alpha_t(t: Tensor, alpha: float) -> Tensor:
+    """``alpha`` for positive and ``1 - alpha`` for negative targets (interpolated for soft)."""
+    weights = torch.tensor([1 - alpha, alpha], dtype=t.dtype, device=t.device)
+    return torch.lerp(weights[0], weights[1], t)
+
 
 def _focal_reference(
     x: Tensor, t: Tensor, alpha: float | None, gamma: float, weight: Tensor | None
@@ -19,12 +40,12 @@ def _focal_reference(
     """Element-wise sigmoid focal loss through autograd (used when compiling, or for soft
     targets that need a gradient). ``1 - p_t`` is clamped at the smallest normal float, which
     keeps the gradient finite for ``gamma < 1`` at saturated logits."""
-    loss = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    loss = torch.lerp(F.softplus(x), F.softplus(-x), t)
     if gamma != 0:
-        one_minus_pt = torch.addcmul(t, torch.sigmoid(x), 1 - 2 * t).clamp_min(TINY)
-        loss = loss * one_minus_pt.pow(gamma)
+        one_minus_pt = torch.lerp(torch.sigmoid(x), torch.sigmoid(-x), t)
+        loss = loss * one_minus_pt.clamp_min(TINY).pow(gamma)
     if alpha is not None:
-        loss = loss * ((1 - alpha) + (2 * alpha - 1) * t)
+        loss = loss * _alpha_t(t, alpha)
     if weight is not None:
         loss = loss * weight
     return loss
@@ -34,14 +55,13 @@ class _SigmoidFocal(torch.autograd.Function):
     """Sigmoid focal loss with an analytic gradient computed in the forward pass.
 
     Upstream gradients of a summed or element-wise loss only ever scale ``dl/dx`` element-wise,
-    so the forward pass computes ``dl/dx`` right away from the few temporaries it already has
-    and saves only that one tensor; the backward pass is one multiplication. This needs about
-    half the memory traffic of composing the loss from autograd-tracked ops.
+    so the forward pass computes ``dl/dx`` right away from the temporaries it already has and
+    saves only that one tensor; the backward pass is one multiplication. With ``q``, ``ce`` as
+    above, ``factor = a_t q^gamma`` (times ``weight``),
 
-    With ``s = sigmoid(x)``, ``u = 1 - 2t``, ``q = 1 - p_t = t + s*u``, ``ce = BCE(x, t)``,
-    ``a_t = (1 - alpha) + (2 alpha - 1) t`` and ``m = q^gamma``, the loss is ``a_t m ce`` and
-
-        dl/dx = a_t m [(s - t) + gamma u ce s (1 - s) / q].
+        dq/dx  = (1 - 2t) sigmoid(x) sigmoid(-x),
+        dce/dx = (1 - t) sigmoid(x) - t sigmoid(-x),
+        dl/dx  = factor [dce/dx + gamma ce (dq/dx) / q].
     """
 
     @staticmethod
@@ -56,36 +76,34 @@ class _SigmoidFocal(torch.autograd.Function):
         need_grad: bool,
     ) -> Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
-            s = torch.sigmoid(x)
-            u = torch.add(torch.ones((), dtype=x.dtype, device=x.device), t, alpha=-2.0)
+            negated = x.neg()
+            s, s_neg = torch.sigmoid(x), torch.sigmoid(negated)
+            q = torch.lerp(s, s_neg, t)
+            ce = torch.lerp(F.softplus(x), F.softplus(negated), t)
+            del negated
             factor: Tensor | None = None
-            q: Tensor | None = None
             if gamma != 0:
-                q = torch.addcmul(t, s, u).clamp_min_(TINY)
-                factor = q.square() if gamma == 2 else q.pow(gamma)
+                factor = q * q if gamma == 2 else q.pow(gamma)
             if alpha is not None:
-                half = torch.full((), 0.5, dtype=x.dtype, device=x.device)
-                alpha_t = torch.add(half, u, alpha=0.5 - alpha)
+                alpha_t = _alpha_t(t, alpha)
                 factor = alpha_t if factor is None else factor.mul_(alpha_t)
                 del alpha_t
             if weight is not None:
                 factor = weight.expand_as(x) if factor is None else factor.mul_(weight)
-            ce = F.softplus(x).addcmul_(t, x, value=-1.0)
             if summed:
                 flat = ce.reshape(-1)
                 loss = flat.sum() if factor is None else torch.dot(factor.reshape(-1), flat)
             else:
                 loss = ce if factor is None else ce * factor
             if need_grad:
-                if q is not None:
-                    # gamma * u * ce * s (1 - s) / q, folded into (s - t) below
-                    modulating = torch.addcmul(s, s, s, value=-1.0).div_(q).mul_(ce)
-                    grad = s.sub_(t).addcmul_(modulating, u, value=gamma)
+                grad = torch.lerp(s, s_neg.neg(), t)  # dce/dx
+                if gamma != 0:
+                    # gamma ce (1 - 2t) s s_neg / q; q = 0 only where s s_neg = 0 too
+                    modulating = s.mul_(s_neg).mul_(ce).div_(q.clamp_min_(TINY))
+                    grad.addcmul_(modulating, torch.rsub(t, 1.0, alpha=2.0), value=gamma)
                     del modulating
-                else:
-                    grad = s.sub_(t)
                 if factor is not None:
-                    grad = grad.mul_(factor)
+                    grad.mul_(factor)
                 ctx.save_for_backward(grad)
         return loss
 
@@ -127,7 +145,7 @@ def sigmoid_focal_loss(
         loss = _focal_reference(x, t, alpha, gamma, w)
         return reduce_loss(loss, reduction)
     need_grad = torch.is_grad_enabled() and x.requires_grad
-    summed = summing(reduction) == "sum"
+    summed = inner_reduction(reduction) == "sum"
     out: Tensor = _SigmoidFocal.apply(x, t, w, alpha, gamma, summed, need_grad)
     if reduction == "mean":
         out = out / max(x.numel(), 1)
@@ -157,7 +175,7 @@ def sigmoid_focal_loss_with_indices(
     valid = target != ignore_index
     one_hot = target.unsqueeze(-1) == torch.arange(classes, device=target.device)
     row_weight = valid.unsqueeze(-1).to(torch.float32)
-    inner = summing(reduction)
+    inner = inner_reduction(reduction)
     loss = sigmoid_focal_loss(
         logits, one_hot, alpha=alpha, gamma=gamma, reduction=inner, weight=row_weight
     )
@@ -199,7 +217,7 @@ def softmax_focal_loss(
     elif alpha is not None:
         loss = loss * alpha
     loss = torch.where(valid, loss, torch.zeros_like(loss))
-    if summing(reduction) == "none":
+    if inner_reduction(reduction) == "none":
         return loss
     total = loss.sum()
     if reduction == "sum":

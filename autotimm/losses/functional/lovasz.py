@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from autotimm.losses._types import Reduction
-from autotimm.losses.functional._utils import flatten_segmentation, reduce_loss, summing
+from autotimm.losses.functional._utils import flatten_segmentation, inner_reduction, reduce_loss
 
 __all__ = ["lovasz_softmax_loss"]
 
@@ -32,7 +32,7 @@ def lovasz_softmax_loss(
         >>> lovasz_softmax_loss(logits, torch.tensor([[0, 1]])) < 0.05
         tensor(True)
     """
-    summing(reduction)  # rejects an unknown reduction, also where the batch loss ignores it
+    inner_reduction(reduction)  # rejects an unknown reduction, also where the batch loss ignores it
     x, t, valid = flatten_segmentation(logits, target, ignore_index, label_range)
     classes = x.shape[1]
     p = x.softmax(1)
