@@ -25,6 +25,18 @@ def _class_dim_of(pred: Tensor) -> int | None:
     return 1 if pred.ndim >= 2 else None
 
 
+def _refuse_float_class_indices(logits: Tensor, target: Tensor) -> None:
+    """Float targets are class probabilities; float class indices get a message saying so."""
+    class_dim = 0 if logits.ndim == 1 else 1
+    index_shape = (*logits.shape[:class_dim], *logits.shape[class_dim + 1 :])
+    if target.shape != logits.shape and tuple(target.shape) == index_shape:
+        raise ValueError(
+            f"cross_entropy: float targets of shape {tuple(target.shape)} look like class "
+            "indices, which must be an integer tensor (target.long()); float targets are "
+            f"class probabilities of the logits' shape {tuple(logits.shape)}"
+        )
+
+
 class _WeightedClassLoss(nn.Module):
     """What cross entropy and NLL share: class weights, an ignored label and ``num_classes``."""
 
@@ -40,7 +52,7 @@ class _WeightedClassLoss(nn.Module):
         num_classes: int | None,
     ) -> None:
         super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
+        self.register_buffer("weight", LF.as_float_tensor(weight, name=self.loss_name))
         self.ignore_index = ignore_index
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
@@ -99,6 +111,7 @@ class CrossEntropyLoss(_WeightedClassLoss):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of ``logits [N, C, ...]`` (or ``[C]``) against indices or probabilities."""
         if target.is_floating_point():  # class probabilities
+            _refuse_float_class_indices(logits, target)
             LF.check_dense(
                 logits,
                 target,
@@ -199,19 +212,23 @@ class BCEWithLogitsLoss(nn.Module):
         num_classes: NumClasses | None = None,
     ) -> None:
         super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
-        self.register_buffer("pos_weight", LF.as_float_tensor(pos_weight))
+        name = "bce_with_logits"
+        self.register_buffer("weight", LF.as_float_tensor(weight, name=name))
+        self.register_buffer(
+            "pos_weight", LF.as_float_tensor(pos_weight, name=name, argument="pos_weight")
+        )
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Loss of ``logits`` against targets of the same shape."""
-        LF.check_dense(
+        """Loss of ``logits`` against targets in [0, 1] of the same shape."""
+        LF.check_binary_targets(
             logits,
             target,
             name="bce_with_logits",
             class_dim=_class_dim_of(logits),
             num_classes=self.num_classes,
+            weights={"weight": self.weight, "pos_weight": self.pos_weight},
         )
         return LF.binary_cross_entropy_with_logits(
             logits,
@@ -251,14 +268,19 @@ class BCELoss(nn.Module):
         num_classes: NumClasses | None = None,
     ) -> None:
         super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
+        self.register_buffer("weight", LF.as_float_tensor(weight, name="bce"))
         self.reduction: Reduction = reduction
         self.num_classes = num_classes
 
     def forward(self, probs: Tensor, target: Tensor) -> Tensor:
-        """Loss of probabilities ``probs`` against targets of the same shape."""
-        LF.check_dense(
-            probs, target, name="bce", class_dim=_class_dim_of(probs), num_classes=self.num_classes
+        """Loss of probabilities ``probs`` against targets in [0, 1] of the same shape."""
+        LF.check_binary_targets(
+            probs,
+            target,
+            name="bce",
+            class_dim=_class_dim_of(probs),
+            num_classes=self.num_classes,
+            weights={"weight": self.weight},
         )
         LF.check_unit_interval(probs, name="bce", argument="prediction")
         return LF.binary_cross_entropy(probs, target, weight=self.weight, reduction=self.reduction)

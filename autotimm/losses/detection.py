@@ -68,7 +68,7 @@ class FocalLoss(nn.Module):
         """Loss of ``logits`` against float targets of their shape or integer labels."""
         class_dim = -1 if logits.ndim > 0 else None
         if target.is_floating_point() or target.dtype == torch.bool:
-            LF.check_dense(
+            LF.check_binary_targets(
                 logits, target, name="focal", class_dim=class_dim, num_classes=self.num_classes
             )
             return LF.sigmoid_focal_loss(
@@ -205,8 +205,7 @@ class CenternessLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of centerness ``logits`` against ``target`` of the same shape."""
-        LF.check_dense(logits, target, name="centerness")
-        LF.check_unit_interval(target, name="centerness", argument="target")
+        LF.check_binary_targets(logits, target, name="centerness")
         return LF.binary_cross_entropy_with_logits(logits, target, reduction=self.reduction)
 
 
@@ -332,7 +331,7 @@ class FCOSLoss(nn.Module):
             extra_labels=1,
         )
         LF.check_boxes(box_pred, box_targets, name="fcos")
-        LF.check_dense(centerness_logits, centerness_targets, name="fcos")
+        LF.check_binary_targets(centerness_logits, centerness_targets, name="fcos")
         if not torch.compiler.is_compiling() and box_pred.shape[:-1] != cls_targets.shape:
             raise ValueError(
                 f"fcos: {tuple(box_pred.shape)} boxes for {tuple(cls_targets.shape)} locations"

@@ -292,7 +292,9 @@ class FocalPixelwiseLoss(nn.Module):
         self._scale = None if alpha is None or isinstance(alpha, list) else float(alpha)
         self.register_buffer(
             "class_alpha",
-            LF.as_float_tensor(alpha) if isinstance(alpha, list) else None,
+            LF.as_float_tensor(alpha, name="focal_pixelwise", argument="alpha")
+            if isinstance(alpha, list)
+            else None,
         )
         self.gamma = gamma
         self.ignore_index = ignore_index
@@ -340,14 +342,16 @@ class MaskLoss(nn.Module):
 
     def __init__(self, *, pos_weight: Tensor | None = None, reduction: Reduction = "mean") -> None:
         super().__init__()
-        self.register_buffer("pos_weight", LF.as_float_tensor(pos_weight))
+        self.register_buffer(
+            "pos_weight", LF.as_float_tensor(pos_weight, name="mask", argument="pos_weight")
+        )
         self.reduction: Reduction = reduction
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of mask ``logits`` against targets of the same shape."""
-        LF.check_dense(logits, target, name="mask")
-        if not target.is_floating_point():
-            LF.check_unit_interval(target, name="mask", argument="target")
+        LF.check_binary_targets(
+            logits, target, name="mask", weights={"pos_weight": self.pos_weight}
+        )
         return LF.binary_cross_entropy_with_logits(
             logits, target, pos_weight=self.pos_weight, reduction=self.reduction
         )
@@ -399,7 +403,12 @@ class CombinedSegmentationLoss(nn.Module):
         self.ce_weight = ce_weight
         self.dice_weight = dice_weight
         self.ignore_index = ignore_index
-        self.register_buffer("class_weights", LF.as_float_tensor(class_weights))
+        self.register_buffer(
+            "class_weights",
+            LF.as_float_tensor(
+                class_weights, name="combined_segmentation", argument="class_weights"
+            ),
+        )
         self.label_smoothing = label_smoothing
         self.smooth = smooth
         self.reduction: Reduction = reduction
@@ -449,4 +458,4 @@ class CombinedSegmentationLoss(nn.Module):
             safe = torch.where(valid, labels.long(), 0)
             denominator = (self.class_weights.to(ce.dtype)[safe] * valid).sum(1)
         total = ce.reshape(batch, labels.shape[1]).sum(1)
-        return total / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+        return total / torch.where(denominator == 0, torch.ones_like(denominator), denominator)

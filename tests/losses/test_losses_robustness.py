@@ -264,3 +264,143 @@ def test_import_is_light() -> None:
 def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module, raise_on_error=False)  # type: ignore[arg-type]
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------ NaN in, NaN out
+@pytest.mark.parametrize("name", ["dice", "jaccard", "tversky"])
+def test_region_losses_pass_nan_through(name: str) -> None:
+    """A segmentor whose outputs went NaN must not read 0 ("perfect") or any finite value:
+    the NaN reaches the loss of its own sample, and only that one."""
+    logits = torch.randn(2, 3, 4, 4)
+    logits[1, 0, 2, 2] = float("nan")
+    logits.requires_grad_()
+    target = torch.randint(0, 3, (2, 4, 4))
+    per_sample = get_loss(name, reduction="none")(logits, target)
+    assert torch.isnan(per_sample[1]).all() and torch.isfinite(per_sample[0]).all()
+    for reduction in ("mean", "sum"):
+        value = get_loss(name, reduction=reduction)(logits, target)
+        assert torch.isnan(value)
+        assert torch.isnan(_grad(value, logits)).any()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "bce"])  # bce: NaN is out of [0, 1]
+def test_nan_predictions_give_a_nan_loss(name: str) -> None:
+    case = make_case(name)
+    nan_prediction = torch.full_like(case.leaf, float("nan")).requires_grad_()
+    for reduction in ("mean", "sum", "none"):
+        case.loss.reduction = reduction
+        assert torch.isnan(case.call(nan_prediction)).any(), (name, reduction)
+
+
+# ------------------------------------------------------------------ bad inputs
+BAD_INPUTS: list[tuple[str, Callable[[], object], str]] = [
+    (
+        "bce target above 1",
+        lambda: get_loss("bce")(torch.rand(2, 3), torch.full((2, 3), 2.0)),
+        r"bce: target value 2.0 is outside \[0.0, 1.0\]",
+    ),
+    (
+        "bce target below 0",
+        lambda: get_loss("bce")(torch.rand(2, 3), torch.full((2, 3), -1.0)),
+        r"bce: target value -1.0 is outside \[0.0, 1.0\]",
+    ),
+    (
+        "mask float target 2",
+        lambda: get_loss("mask")(torch.randn(2, 3, 3), torch.full((2, 3, 3), 2.0)),
+        r"mask: target value 2.0 is outside \[0.0, 1.0\]",
+    ),
+    (
+        "focal float target -1",
+        lambda: get_loss("focal")(torch.randn(4, 3), torch.full((4, 3), -1.0)),
+        r"focal: target value -1.0 is outside \[0.0, 1.0\]",
+    ),
+    (
+        "focal float target 2",
+        lambda: get_loss("focal")(torch.randn(4, 3), torch.full((4, 3), 2.0)),
+        r"focal: target value 2.0 is outside \[0.0, 1.0\]",
+    ),
+    (
+        "bce_with_logits float target 2",
+        lambda: get_loss("bce_with_logits")(torch.randn(4, 3), torch.full((4, 3), 2.0)),
+        r"bce_with_logits: target value 2.0 is outside \[0.0, 1.0\]",
+    ),
+    (
+        "bce_with_logits NaN target",
+        lambda: get_loss("bce_with_logits")(torch.randn(2), torch.tensor([0.0, float("nan")])),
+        r"bce_with_logits: target value nan is outside \[0.0, 1.0\]",
+    ),
+    (
+        "ce float class indices",
+        lambda: get_loss("ce")(torch.randn(4, 3), torch.tensor([0.0, 1.0, 2.0, 0.0])),
+        r"cross_entropy: float targets of shape \(4,\) look like class indices.*integer.*"
+        r"class probabilities of the logits' shape \(4, 3\)",
+    ),
+    (
+        "bce_with_logits pos_weight of the wrong shape",
+        lambda: get_loss("bce_with_logits", pos_weight=torch.ones(5))(
+            torch.randn(4, 3), torch.zeros(4, 3)
+        ),
+        r"bce_with_logits: pos_weight of shape \(5,\) does not broadcast to the prediction's "
+        r"shape \(4, 3\)",
+    ),
+    (
+        "mask pos_weight of the wrong shape",
+        lambda: get_loss("mask", pos_weight=torch.ones(5))(
+            torch.randn(2, 3, 3), torch.zeros(2, 3, 3)
+        ),
+        r"mask: pos_weight of shape \(5,\) does not broadcast",
+    ),
+    (
+        "bce weight of the wrong shape",
+        lambda: get_loss("bce", weight=torch.ones(5))(torch.rand(4, 3), torch.zeros(4, 3)),
+        r"bce: weight of shape \(5,\) does not broadcast",
+    ),
+    (
+        "ce weight that requires grad",
+        lambda: get_loss("ce", weight=torch.ones(3, requires_grad=True)),
+        r"cross_entropy: weight must not require grad",
+    ),
+    (
+        "nll weight that requires grad (built directly)",
+        lambda: classification.NLLLoss(weight=torch.ones(3, requires_grad=True)),
+        r"nll: weight must not require grad",
+    ),
+    (
+        "bce_with_logits pos_weight that requires grad",
+        lambda: get_loss("bce_with_logits", pos_weight=torch.ones(3, requires_grad=True)),
+        r"bce_with_logits: pos_weight must not require grad",
+    ),
+    (
+        "combined class_weights that require grad",
+        lambda: get_loss("combined", class_weights=torch.ones(3, requires_grad=True)),
+        r"combined_segmentation: class_weights must not require grad",
+    ),
+    (
+        "ce ignore_index beyond int64",
+        lambda: get_loss("ce", ignore_index=10**20)(torch.randn(4, 3), torch.tensor([0, 1, 2, 0])),
+        r"cross_entropy: ignore_index=100000000000000000000 is outside the range of integer "
+        r"targets, \[-9223372036854775808, 9223372036854775807\]",
+    ),
+    (
+        "focal ignore_index beyond int64",
+        lambda: get_loss("focal", ignore_index=-(10**20))(
+            torch.randn(4, 3), torch.tensor([0, 1, 2, 3])
+        ),
+        r"focal: ignore_index=-100000000000000000000 is outside the range",
+    ),
+    (
+        "dice ignore_index beyond int64",
+        lambda: get_loss("dice", ignore_index=2**63)(
+            torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long)
+        ),
+        r"dice: ignore_index=9223372036854775808 is outside the range",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "message"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_inputs_name_the_loss_the_argument_and_the_range(
+    case: str, call: Callable[[], object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()

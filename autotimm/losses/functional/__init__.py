@@ -21,7 +21,9 @@ from autotimm.losses.functional._utils import (
 )
 from autotimm.losses.functional.box_iou import BoxLossKind, box_iou_loss
 from autotimm.losses.functional.checks import (
+    check_binary_targets,
     check_boxes,
+    check_broadcastable,
     check_class_indices,
     check_dense,
     check_softmax_channels,
@@ -52,7 +54,9 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "box_iou_loss",
+    "check_binary_targets",
     "check_boxes",
+    "check_broadcastable",
     "check_class_indices",
     "check_dense",
     "check_softmax_channels",

@@ -61,8 +61,14 @@ def to_float32(x: Tensor) -> Tensor:
     return x
 
 
-def as_float_tensor(value: Tensor | list[float] | None) -> Tensor | None:
+def as_float_tensor(
+    value: Tensor | list[float] | None, *, name: str = "loss", argument: str = "weight"
+) -> Tensor | None:
     """A weight argument as a floating tensor (lists accepted, float dtypes kept), or ``None``.
+
+    A tensor that requires grad is refused with a ``ValueError`` naming ``name`` and
+    ``argument``: loss weights are fixed settings, and torch cannot differentiate its losses
+    with respect to them.
 
     Example:
         >>> as_float_tensor([1, 2])
@@ -70,6 +76,11 @@ def as_float_tensor(value: Tensor | list[float] | None) -> Tensor | None:
     """
     if value is None:
         return None
+    if isinstance(value, Tensor) and value.requires_grad:
+        raise ValueError(
+            f"{name}: {argument} must not require grad (it is a fixed setting of the loss, "
+            f"not a parameter); pass {argument}.detach()"
+        )
     tensor = torch.as_tensor(value)
     return tensor if tensor.is_floating_point() else tensor.to(torch.get_default_dtype())
 
@@ -80,13 +91,13 @@ def compiling() -> bool:
 
 
 def nonzero(denominator: Tensor) -> Tensor:
-    """``denominator`` with zeros replaced by one (for "0 / 0 = 0" means).
+    """``denominator`` with zeros replaced by one (for "0 / 0 = 0" means); NaN stays NaN.
 
     Example:
-        >>> nonzero(torch.tensor([0.0, 2.0]))
-        tensor([1., 2.])
+        >>> nonzero(torch.tensor([0.0, 2.0, float("nan")]))
+        tensor([1., 2., nan])
     """
-    return torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+    return torch.where(denominator == 0, torch.ones_like(denominator), denominator)
 
 
 def inner_reduction(reduction: str) -> Reduction:

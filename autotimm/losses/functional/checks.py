@@ -7,18 +7,25 @@ tensor values are skipped while ``torch.compile`` traces.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
 from autotimm.losses.functional._utils import compiling
 
 __all__ = [
+    "check_binary_targets",
     "check_boxes",
+    "check_broadcastable",
     "check_class_indices",
     "check_dense",
     "check_softmax_channels",
     "check_unit_interval",
 ]
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _shapes(pred: Tensor, target: Tensor | None) -> str:
@@ -87,6 +94,11 @@ def check_class_indices(
     """
     if compiling():
         return None
+    if ignore_index is not None and not _INT64_MIN <= ignore_index <= _INT64_MAX:
+        raise ValueError(
+            f"{name}: ignore_index={ignore_index} is outside the range of integer targets, "
+            f"[{_INT64_MIN}, {_INT64_MAX}] (int64)"
+        )
     shapes = _shapes(pred, target)
     classes = _class_count(pred, class_dim, num_classes, class_weights, name, shapes)
     assert classes is not None
@@ -170,6 +182,31 @@ def check_dense(
         raise ValueError(f"{name}: the target must have the prediction's shape {shapes}")
 
 
+def check_binary_targets(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    name: str,
+    class_dim: int | None = None,
+    num_classes: int | None = None,
+    weights: Mapping[str, Tensor | None] | None = None,
+) -> bool:
+    """Check dense binary (or soft) targets: ``pred``'s shape, values in [0, 1], and weights
+    (``{"pos_weight": ...}``) that broadcast to ``pred``. Returns whether every target is
+    exactly 0 or 1 (see :func:`check_unit_interval`).
+
+    Example:
+        >>> check_binary_targets(torch.zeros(2), torch.tensor([0.0, 2.0]), name="bce")
+        Traceback (most recent call last):
+        ...
+        ValueError: bce: target value 2.0 is outside [0.0, 1.0] (shape (2,))
+    """
+    check_dense(pred, target, name=name, class_dim=class_dim, num_classes=num_classes)
+    for argument, value in (weights or {}).items():
+        check_broadcastable(value, pred, name=name, argument=argument)
+    return check_unit_interval(target, name=name, argument="target")
+
+
 def check_boxes(pred: Tensor, target: Tensor, *, name: str, weight: Tensor | None = None) -> None:
     """Check ``[..., 4]`` boxes ``(x1, y1, x2, y2)`` of equal shapes, and per-box weights.
 
@@ -191,6 +228,29 @@ def check_boxes(pred: Tensor, target: Tensor, *, name: str, weight: Tensor | Non
         raise ValueError(
             f"{name}: box weights of shape {tuple(weight.shape)} do not match the "
             f"{tuple(pred.shape[:-1])} boxes {shapes}"
+        )
+
+
+def check_broadcastable(
+    value: Tensor | None, pred: Tensor, *, name: str, argument: str
+) -> None:
+    """Check that a weight such as ``pos_weight`` broadcasts to the prediction's shape.
+
+    Example:
+        >>> check_broadcastable(torch.ones(5), torch.zeros(4, 3), name="bce", argument="weight")
+        Traceback (most recent call last):
+        ...
+        ValueError: bce: weight of shape (5,) does not broadcast to the prediction's shape (4, 3)
+    """
+    if value is None or compiling():
+        return
+    fits = value.ndim <= pred.ndim and all(
+        size in (1, full) for size, full in zip(reversed(value.shape), reversed(pred.shape))
+    )
+    if not fits:
+        raise ValueError(
+            f"{name}: {argument} of shape {tuple(value.shape)} does not broadcast to the "
+            f"prediction's shape {tuple(pred.shape)}"
         )
 
 

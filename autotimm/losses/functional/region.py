@@ -79,9 +79,12 @@ def segmentation_counts(
 
 
 def _ratio(numerator: Tensor, denominator: Tensor) -> Tensor:
-    """``numerator / denominator``, 1 where the denominator is 0 (nothing to get wrong)."""
+    """``numerator / denominator``, 1 where the denominator is 0 (nothing to get wrong).
+
+    NaN stays NaN: a model whose outputs went NaN must not read a perfect score.
+    """
     return torch.where(
-        denominator > 0, numerator / nonzero(denominator), torch.ones_like(denominator)
+        denominator == 0, torch.ones_like(denominator), numerator / nonzero(denominator)
     )
 
 
