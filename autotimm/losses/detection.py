@@ -343,7 +343,9 @@ class FCOSLoss(nn.Module):
         one_hot = (
             cls_targets.unsqueeze(-1) == torch.arange(classes, device=cls_targets.device)
         ).to(torch.float32)
-        if torch.compiler.is_compiling() or bool(valid.all()):
+        # ignored locations are left out, also while compiling (where the all-valid shortcut,
+        # which reads a value, is not taken); treating them as background would change the loss
+        if not torch.compiler.is_compiling() and bool(valid.all()):
             cls_term = _summed(self.cls_loss(cls_logits, one_hot))
         else:
             cls_term = _summed(self.cls_loss(cls_logits[valid], one_hot[valid]))

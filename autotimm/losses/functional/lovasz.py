@@ -60,7 +60,9 @@ def lovasz_softmax_loss(
         jaccard = seen_fg.sub_(total).div_(union).add_(1)
         weights = union  # reuse the buffer: weights[i] = jaccard[i] - jaccard[i - 1]
         weights[..., :1] = jaccard[..., :1]
-        torch.sub(jaccard[..., 1:], jaccard[..., :-1], out=weights[..., 1:])
+        # in place on the view, not out=: torch.compile(fullgraph=True) traces in-place ops
+        # on non-contiguous views but not out= tensors
+        weights[..., 1:].copy_(jaccard[..., 1:]).sub_(jaccard[..., :-1])
         del jaccard, seen_fg
     per_class = (errors_sorted * weights).sum(-1)  # [B', C]
     present = (total.squeeze(-1) > 0).to(x.dtype)
