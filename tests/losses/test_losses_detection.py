@@ -214,6 +214,36 @@ def test_focal_float32_tails_match_float64(
     assert _relative_error(grad, exact_grad, floor=crossing).max() < 1e-3
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_focal_in_cache_sized_steps_mixing_hard_and_soft_targets(
+    reduction: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU the loss runs in steps of ``_CHUNK`` elements per thread, each choosing the
+    binary or the soft path; made tiny here, steps of either kind and row steps (integer
+    labels, with ignored rows) must give torchvision's values and gradients."""
+    import autotimm.losses.functional.focal as focal_module
+
+    monkeypatch.setattr(focal_module, "_CHUNK", 7)
+    generator = torch.Generator().manual_seed(5)
+    logits = (torch.randn(40, 3, generator=generator, dtype=D) * 4).requires_grad_()
+    target = (torch.rand(40, 3, generator=generator, dtype=D) > 0.7).to(D)
+    target[10:20] = torch.rand(10, 3, generator=generator, dtype=D)  # soft rows in between
+    ours = FocalLoss(reduction=reduction, gamma=2.0)(logits, target)
+    ref = tv.sigmoid_focal_loss(logits, target, gamma=2.0, reduction=reduction)
+    _close(ours, ref)
+    _close(*(torch.autograd.grad(v.sum(), logits)[0] for v in (ours, ref)))
+    labels = torch.randint(-1, 4, (40,), generator=generator)  # -1 ignored, 3 background
+    ours = FocalLoss(reduction=reduction, num_classes=3)(logits, labels)
+    keep = (labels >= 0).to(D).unsqueeze(1)
+    dense = F.one_hot(labels.clamp(0, 3), 4)[:, :3].to(D)
+    per_element = tv.sigmoid_focal_loss(logits, dense) * keep
+    ref = {"none": per_element, "sum": per_element.sum()}.get(
+        reduction, per_element.sum() / (keep.sum() * 3)
+    )
+    _close(ours, ref)
+    _close(*(torch.autograd.grad(v.sum(), logits)[0] for v in (ours, ref)))
+
+
 def test_focal_confident_predictions_are_not_zero() -> None:
     """torchvision's issue: ``softplus(x) - x`` is exactly 0 in float32 for x >= 17."""
     confident = torch.tensor([20.0, -20.0])

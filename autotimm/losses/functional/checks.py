@@ -190,10 +190,9 @@ def check_binary_targets(
     class_dim: int | None = None,
     num_classes: int | None = None,
     weights: Mapping[str, Tensor | None] | None = None,
-) -> bool:
+) -> None:
     """Check dense binary (or soft) targets: ``pred``'s shape, values in [0, 1], and weights
-    (``{"pos_weight": ...}``) that broadcast to ``pred``. Returns whether every target is
-    exactly 0 or 1 (see :func:`check_unit_interval`).
+    (``{"pos_weight": ...}``) that broadcast to ``pred``.
 
     Example:
         >>> check_binary_targets(torch.zeros(2), torch.tensor([0.0, 2.0]), name="bce")
@@ -204,7 +203,7 @@ def check_binary_targets(
     check_dense(pred, target, name=name, class_dim=class_dim, num_classes=num_classes)
     for argument, value in (weights or {}).items():
         check_broadcastable(value, pred, name=name, argument=argument)
-    return check_unit_interval(target, name=name, argument="target")
+    check_unit_interval(target, name=name, argument="target")
 
 
 def check_boxes(pred: Tensor, target: Tensor, *, name: str, weight: Tensor | None = None) -> None:
@@ -254,36 +253,21 @@ def check_broadcastable(
         )
 
 
-def check_unit_interval(values: Tensor, *, name: str, argument: str) -> bool:
+def check_unit_interval(values: Tensor, *, name: str, argument: str) -> None:
     """Raise ``ValueError`` unless every value lies in [0, 1] (NaN does not).
 
-    Returns whether every value is exactly 0 or 1 (binary targets, which some losses compute
-    faster); ``False`` while compiling, where nothing is read.
-
     Example:
-        >>> check_unit_interval(torch.tensor([0.0, 1.0]), name="focal", argument="target")
-        True
         >>> check_unit_interval(torch.tensor([0.0, 2.0]), name="focal", argument="target")
         Traceback (most recent call last):
         ...
         ValueError: focal: target value 2.0 is outside [0.0, 1.0] (shape (2,))
     """
-    if compiling():
-        return False
-    if values.numel() == 0 or values.dtype == torch.bool:
-        return True
+    if compiling() or values.numel() == 0 or values.dtype == torch.bool:
+        return
     v = values.detach()
-    if not v.is_floating_point():
-        low, high = (int(b.item()) for b in torch.aminmax(v))
-        if low >= 0 and high <= 1:
-            return True
-    else:
-        # t - t^2 is >= 0 exactly on [0, 1] and 0 exactly at 0 and 1 (rounding is monotone),
-        # NaN for NaN and inf: one pass answers both questions
-        spread = torch.addcmul(v, v, v, value=-1.0)
-        low_spread, high_spread = (float(b.item()) for b in torch.aminmax(spread))
-        if low_spread >= 0:
-            return high_spread == 0
+    low, high = (float(b.item()) for b in torch.aminmax(v))  # NaN if any value is NaN
+    if low >= 0 and high <= 1:
+        return
     outside = ~((v >= 0) & (v <= 1))
     bad = float(v[outside][0].item())
     raise ValueError(
