@@ -260,6 +260,15 @@ PEERS: dict[str, tuple[Peer, ...]] = {
 """Per built-in loss: the peers it equals. An empty tuple: a composite with no single peer."""
 
 DIFFERENCES: dict[str, tuple[Difference, ...]] = {
+    "bce_with_logits": (
+        Difference(
+            "float32-tails",
+            "without `pos_weight` (computed as the focal loss with `gamma=0`), float32 keeps "
+            "the relative precision of both tails, where torch's value is exactly 0 for a "
+            "confident correct negative (target 0, logit below about -17; true value "
+            "about `exp(logit)`).",
+        ),
+    ),
     "focal": (
         Difference(
             "alpha-none",

@@ -18,6 +18,7 @@ from types import ModuleType
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.ops as tv
 from helpers import ROOT
 
@@ -100,6 +101,9 @@ STATEMENT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
         _SEG + "test_focal_pixelwise_gamma_zero_is_cross_entropy",
     ),
     ("mask", "torch.nn.BCEWithLogitsLoss"): (_SEG + "test_mask_is_bce_with_logits",),
+    ("bce_with_logits", "float32-tails"): (
+        _PEERS + "test_bce_with_logits_keeps_the_confident_negative_tail",
+    ),
     ("focal", "alpha-none"): (_PEERS + "test_focal_alpha_none_is_torchvision_alpha_minus_one",),
     ("focal", "float32-tails"): (_DET + "test_focal_float32_tails_match_float64",),
     ("ciou", "degenerate-boxes"): (_DET + "test_box_losses_empty_and_degenerate",),
@@ -144,6 +148,17 @@ def test_focal_alpha_none_is_torchvision_alpha_minus_one() -> None:
     torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
     with pytest.raises(LossConfigError, match="alpha"):
         get_loss("focal", alpha=-1)
+
+
+def test_bce_with_logits_keeps_the_confident_negative_tail() -> None:
+    logits = torch.tensor([-20.0, 20.0, -30.0])
+    target = torch.tensor([0.0, 1.0, 0.0])
+    ours = get_loss("bce_with_logits", reduction="none")(logits, target)
+    x = logits.to(D)
+    exact = torch.where(target == 1, F.softplus(-x), F.softplus(x))  # float64: -log p_t
+    torch.testing.assert_close(ours.to(D), exact, rtol=1e-6, atol=0)
+    theirs = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    assert theirs[0].item() == 0.0 and theirs[2].item() == 0.0  # what the catalogue says
 
 
 # ------------------------------------------------------------------ reduction

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from autotimm.losses._types import Reduction
 from autotimm.losses.functional._utils import inner_reduction, nonzero, reduce_loss, to_float32
+from autotimm.losses.functional.focal import sigmoid_focal_loss
 
 __all__ = [
     "binary_cross_entropy",
@@ -121,10 +122,18 @@ def binary_cross_entropy_with_logits(
 ) -> Tensor:
     """``F.binary_cross_entropy_with_logits`` in float32 (integer/bool targets are accepted).
 
+    Without ``pos_weight`` this is the sigmoid focal loss with ``gamma=0`` and no ``alpha``,
+    and is computed by it: exact in both float32 tails (torch's value is 0 beyond |x| ~ 17,
+    for the correct class) and several times faster on the CPU.
+
     Example:
         >>> binary_cross_entropy_with_logits(torch.zeros(2), torch.tensor([0, 1]))  # log 2
         tensor(0.6931)
     """
+    if pos_weight is None:
+        return sigmoid_focal_loss(
+            logits, target, alpha=None, gamma=0.0, reduction=reduction, weight=weight
+        )
     x = to_float32(logits)
     loss = F.binary_cross_entropy_with_logits(
         x,
