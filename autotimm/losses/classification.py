@@ -59,7 +59,7 @@ class _WeightedClassLoss(nn.Module):
 
     def check_labels(self, pred: Tensor, target: Tensor) -> tuple[int, int] | None:
         """Check class indices for ``pred [N, C, ...]`` (or ``[C]``); their ``(min, max)``."""
-        return LF.check_class_indices(
+        return LF.checks.check_class_indices(
             pred,
             target,
             name=self.loss_name,
@@ -112,7 +112,7 @@ class CrossEntropyLoss(_WeightedClassLoss):
         """Loss of ``logits [N, C, ...]`` (or ``[C]``) against indices or probabilities."""
         if target.is_floating_point():  # class probabilities
             _refuse_float_class_indices(logits, target)
-            LF.check_dense(
+            LF.checks.check_dense(
                 logits,
                 target,
                 name="cross_entropy",
@@ -180,8 +180,35 @@ class NLLLoss(_WeightedClassLoss):
         )
 
 
+class _BinaryTargetLoss(nn.Module):
+    """What the binary cross entropies share: an element weight, ``num_classes``, and targets
+    in [0, 1] of the prediction's shape."""
+
+    weight: Tensor | None
+    loss_name: ClassVar[str]
+
+    def __init__(
+        self, *, weight: Tensor | None, reduction: Reduction, num_classes: int | None
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", LF.as_float_tensor(weight, name=self.loss_name))
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def check_targets(self, pred: Tensor, target: Tensor, **weights: Tensor | None) -> None:
+        """Check targets in [0, 1] of ``pred``'s shape, and that the weights broadcast to it."""
+        LF.checks.check_binary_targets(
+            pred,
+            target,
+            name=self.loss_name,
+            class_dim=_class_dim_of(pred),
+            num_classes=self.num_classes,
+            weights={"weight": self.weight, **weights},
+        )
+
+
 @register_loss("bce_with_logits", task="classification", target="dense")
-class BCEWithLogitsLoss(nn.Module):
+class BCEWithLogitsLoss(_BinaryTargetLoss):
     """Binary cross entropy on logits, exactly as :class:`torch.nn.BCEWithLogitsLoss`.
 
     For multi-label classification: targets (float, int or bool) have the logits' shape.
@@ -200,8 +227,8 @@ class BCEWithLogitsLoss(nn.Module):
         1.0397
     """
 
-    weight: Tensor | None
     pos_weight: Tensor | None
+    loss_name = "bce_with_logits"
 
     def __init__(
         self,
@@ -211,25 +238,15 @@ class BCEWithLogitsLoss(nn.Module):
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
-        super().__init__()
-        name = "bce_with_logits"
-        self.register_buffer("weight", LF.as_float_tensor(weight, name=name))
+        super().__init__(weight=weight, reduction=reduction, num_classes=num_classes)
         self.register_buffer(
-            "pos_weight", LF.as_float_tensor(pos_weight, name=name, argument="pos_weight")
+            "pos_weight",
+            LF.as_float_tensor(pos_weight, name=self.loss_name, argument="pos_weight"),
         )
-        self.reduction: Reduction = reduction
-        self.num_classes = num_classes
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of ``logits`` against targets in [0, 1] of the same shape."""
-        LF.check_binary_targets(
-            logits,
-            target,
-            name="bce_with_logits",
-            class_dim=_class_dim_of(logits),
-            num_classes=self.num_classes,
-            weights={"weight": self.weight, "pos_weight": self.pos_weight},
-        )
+        self.check_targets(logits, target, pos_weight=self.pos_weight)
         return LF.binary_cross_entropy_with_logits(
             logits,
             target,
@@ -240,7 +257,7 @@ class BCEWithLogitsLoss(nn.Module):
 
 
 @register_loss("bce", task="classification", expects="probabilities", target="dense")
-class BCELoss(nn.Module):
+class BCELoss(_BinaryTargetLoss):
     """Binary cross entropy on probabilities, exactly as :class:`torch.nn.BCELoss`.
 
     Log-probabilities are clamped at -100 as in torch, so saturated probabilities give a
@@ -258,7 +275,7 @@ class BCELoss(nn.Module):
         0.6931
     """
 
-    weight: Tensor | None
+    loss_name = "bce"
 
     def __init__(
         self,
@@ -267,22 +284,12 @@ class BCELoss(nn.Module):
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
-        super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight, name="bce"))
-        self.reduction: Reduction = reduction
-        self.num_classes = num_classes
+        super().__init__(weight=weight, reduction=reduction, num_classes=num_classes)
 
     def forward(self, probs: Tensor, target: Tensor) -> Tensor:
         """Loss of probabilities ``probs`` against targets in [0, 1] of the same shape."""
-        LF.check_binary_targets(
-            probs,
-            target,
-            name="bce",
-            class_dim=_class_dim_of(probs),
-            num_classes=self.num_classes,
-            weights={"weight": self.weight},
-        )
-        LF.check_unit_interval(probs, name="bce", argument="prediction")
+        self.check_targets(probs, target)
+        LF.checks.check_unit_interval(probs, name="bce", argument="prediction")
         return LF.binary_cross_entropy(probs, target, weight=self.weight, reduction=self.reduction)
 
 
@@ -309,7 +316,7 @@ class MSELoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """Squared error of ``pred`` against targets of the same shape."""
-        LF.check_dense(
+        LF.checks.check_dense(
             pred, target, name="mse", class_dim=_class_dim_of(pred), num_classes=self.num_classes
         )
         return LF.mse_loss(pred, target, reduction=self.reduction)

@@ -68,13 +68,13 @@ class FocalLoss(nn.Module):
         """Loss of ``logits`` against float targets of their shape or integer labels."""
         class_dim = -1 if logits.ndim > 0 else None
         if target.is_floating_point() or target.dtype == torch.bool:
-            LF.check_binary_targets(
+            LF.checks.check_binary_targets(
                 logits, target, name="focal", class_dim=class_dim, num_classes=self.num_classes
             )
             return LF.sigmoid_focal_loss(
                 logits, target, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction
             )
-        LF.check_class_indices(
+        LF.checks.check_class_indices(
             logits,
             target,
             name="focal",
@@ -108,7 +108,7 @@ class _BoxIoULoss(nn.Module):
 
         With ``weight [...]`` the ``"mean"`` is ``sum(w * l) / sum(w)``.
         """
-        LF.check_boxes(pred, target, name=self.kind, weight=weight)
+        LF.checks.check_boxes(pred, target, name=self.kind, weight=weight)
         loss = LF.box_iou_loss(pred, target, kind=self.kind, eps=self.eps)
         return LF.weighted_reduce(loss, weight, self.reduction)
 
@@ -205,7 +205,7 @@ class CenternessLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of centerness ``logits`` against ``target`` of the same shape."""
-        LF.check_binary_targets(logits, target, name="centerness")
+        LF.checks.check_binary_targets(logits, target, name="centerness")
         return LF.binary_cross_entropy_with_logits(logits, target, reduction=self.reduction)
 
 
@@ -321,7 +321,7 @@ class FCOSLoss(nn.Module):
             box_targets: ``[N, 4]`` target boxes (used at foreground locations).
             centerness_targets: ``[N]`` centerness targets in [0, 1] (used at foreground).
         """
-        LF.check_class_indices(
+        LF.checks.check_class_indices(
             cls_logits,
             cls_targets,
             name="fcos",
@@ -330,8 +330,8 @@ class FCOSLoss(nn.Module):
             ignore_index=-1,
             extra_labels=1,
         )
-        LF.check_boxes(box_pred, box_targets, name="fcos")
-        LF.check_binary_targets(centerness_logits, centerness_targets, name="fcos")
+        LF.checks.check_boxes(box_pred, box_targets, name="fcos")
+        LF.checks.check_binary_targets(centerness_logits, centerness_targets, name="fcos")
         if not torch.compiler.is_compiling() and box_pred.shape[:-1] != cls_targets.shape:
             raise ValueError(
                 f"fcos: {tuple(box_pred.shape)} boxes for {tuple(cls_targets.shape)} locations"

@@ -38,8 +38,8 @@ def _check(
     class_weights: Tensor | None = None,
 ) -> tuple[int, int] | None:
     """Check softmax logits ``[B, C >= 2, *]`` and labels ``[B, *]``; their ``(min, max)``."""
-    LF.check_softmax_channels(logits, name=name)
-    return LF.check_class_indices(
+    LF.checks.check_softmax_channels(logits, name=name)
+    return LF.checks.check_class_indices(
         logits,
         target,
         name=name,
@@ -349,7 +349,7 @@ class MaskLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of mask ``logits`` against targets of the same shape."""
-        LF.check_binary_targets(
+        LF.checks.check_binary_targets(
             logits, target, name="mask", weights={"pos_weight": self.pos_weight}
         )
         return LF.binary_cross_entropy_with_logits(

@@ -6,13 +6,14 @@ Every built-in loss module is a thin wrapper around one function here. The funct
 - never produce NaN for empty inputs or all-ignored batches (a ``"mean"`` over nothing is 0,
   still connected to the graph so ``backward`` works),
 - reject an unknown ``reduction`` with a ``ValueError``,
-- assume validated inputs: the check for the target kind (:mod:`.checks`) runs first (the
-  modules do this) and turns bad labels and shapes into a ``ValueError`` instead of an index
-  error from inside torch.
+- assume validated inputs: the check for the target kind (``functional.checks``) runs first
+  (the modules do this) and turns bad labels and shapes into a ``ValueError`` instead of an
+  index error from inside torch.
 
 Nothing here imports torchvision, timm or lightning.
 """
 
+from autotimm.losses.functional import checks
 from autotimm.losses.functional._utils import (
     as_float_tensor,
     inner_reduction,
@@ -20,15 +21,6 @@ from autotimm.losses.functional._utils import (
     weighted_reduce,
 )
 from autotimm.losses.functional.box_iou import BoxLossKind, box_iou_loss
-from autotimm.losses.functional.checks import (
-    check_binary_targets,
-    check_boxes,
-    check_broadcastable,
-    check_class_indices,
-    check_dense,
-    check_softmax_channels,
-    check_unit_interval,
-)
 from autotimm.losses.functional.classification import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -54,13 +46,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "box_iou_loss",
-    "check_binary_targets",
-    "check_boxes",
-    "check_broadcastable",
-    "check_class_indices",
-    "check_dense",
-    "check_softmax_channels",
-    "check_unit_interval",
+    "checks",
     "cross_entropy",
     "dice_loss",
     "inner_reduction",
