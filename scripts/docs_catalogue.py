@@ -1,9 +1,13 @@
 """Generate ``docs/losses/catalogue.md``, the built-in loss catalogue, from the live registry.
 
-Everything on the page except the formulas comes from the registry: names, tasks, aliases,
-``expects`` / ``target``, the class docstring and the parameter table (``entry.parameters``:
-types, defaults, bounds and descriptions). The formulas are written here, one per loss name;
-a built-in loss without one is an error, so a new loss cannot land undocumented.
+Everything on the page except the formulas and the peer statements comes from the registry:
+names, tasks, aliases, ``expects`` / ``target``, the class docstring and the parameter table
+(``entry.parameters``: types, defaults, bounds and descriptions). The formulas are written
+here, one per loss name; a built-in loss without one is an error, so a new loss cannot land
+undocumented. So are the peer statements (:data:`PEERS`, :data:`DIFFERENCES`,
+:data:`GENERAL_DIFFERENCES`): which other library's loss each one equals, under which
+convention, and where it differs on purpose; ``tests/losses/test_losses_peers.py`` names the
+test that checks each statement and fails when one has none.
 
     python scripts/docs_catalogue.py          # rewrite the page
     python scripts/docs_catalogue.py --check  # exit 1 if the page is out of date (tests do this)
@@ -17,7 +21,7 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from autotimm.losses import LossEntry, ParameterInfo
@@ -101,6 +105,202 @@ L = \lambda_{ce}\, \mathrm{CE}(x, y) + \lambda_{dice}\, \mathrm{Dice}(x, y)
 """,
 }
 
+
+class Peer(NamedTuple):
+    """The catalogue's statement that a loss equals another library's loss."""
+
+    peer: str
+    """The other library's loss, as imported (``torchvision.ops.sigmoid_focal_loss``)."""
+    convention: str
+    """The arguments under which the two agree, and what is compared (Markdown)."""
+
+
+class Difference(NamedTuple):
+    """A deliberate departure from a peer's convention; ``key`` names it in the tests."""
+
+    key: str
+    text: str
+
+
+GENERAL_DIFFERENCES: tuple[Difference, ...] = (
+    Difference(
+        "float32-output",
+        "float16 and bfloat16 inputs are computed and returned in float32, where torch, "
+        "torchvision and MONAI compute and return the input's dtype.",
+    ),
+    Difference(
+        "nothing-to-learn",
+        "a mean over nothing (empty inputs, every target ignored) is 0 with a zero gradient, "
+        "where torch returns NaN.",
+    ),
+    Difference(
+        "bad-reduction",
+        "an unknown `reduction` is a `LossConfigError` (a `ValueError`) when the loss is built "
+        "through the registry (`get_loss`, `LossSpec`, a model's loss arguments), and a "
+        "`ValueError` at the call for a module built directly; torchvision raises its "
+        "`ValueError` at the call.",
+    ),
+)
+"""Where every built-in loss differs from its peers; shown once, above the catalogue."""
+
+_VALUES_AND_GRADIENTS = "values and gradients"
+PEERS: dict[str, tuple[Peer, ...]] = {
+    "cross_entropy": (
+        Peer(
+            "torch.nn.CrossEntropyLoss",
+            "the same `weight`, `ignore_index`, `label_smoothing` and `reduction`, for "
+            f"class-index and class-probability targets; {_VALUES_AND_GRADIENTS}",
+        ),
+    ),
+    "nll": (
+        Peer(
+            "torch.nn.NLLLoss",
+            f"the same `weight`, `ignore_index` and `reduction`; {_VALUES_AND_GRADIENTS}",
+        ),
+    ),
+    "bce_with_logits": (
+        Peer(
+            "torch.nn.BCEWithLogitsLoss",
+            f"the same `weight`, `pos_weight` and `reduction`; {_VALUES_AND_GRADIENTS}",
+        ),
+    ),
+    "bce": (
+        Peer(
+            "torch.nn.BCELoss",
+            "the same `weight` and `reduction`, log clamped at -100 as in torch; "
+            + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "mse": (Peer("torch.nn.MSELoss", f"the same `reduction`; {_VALUES_AND_GRADIENTS}"),),
+    "focal": (
+        Peer(
+            "torchvision.ops.sigmoid_focal_loss",
+            "float targets of the logits' shape, the same `alpha`, `gamma` and `reduction` "
+            "(`alpha=None` here for torchvision's `alpha=-1`); values, and gradients with "
+            "respect to the logits and to soft targets",
+        ),
+    ),
+    "giou": (
+        Peer(
+            "torchvision.ops.generalized_box_iou_loss",
+            "the same `reduction` and `eps`; values, and gradients with respect to the "
+            "predicted and the target boxes",
+        ),
+    ),
+    "diou": (
+        Peer(
+            "torchvision.ops.distance_box_iou_loss",
+            "the same `reduction` and `eps`; values, and gradients with respect to the "
+            "predicted and the target boxes",
+        ),
+    ),
+    "ciou": (
+        Peer(
+            "torchvision.ops.complete_box_iou_loss",
+            "the same `reduction` and `eps`, boxes of non-zero height; values, and gradients "
+            "with respect to the predicted and the target boxes",
+        ),
+    ),
+    "centerness": (
+        Peer(
+            "torch.nn.BCEWithLogitsLoss",
+            f"targets in [0, 1], the same `reduction`; {_VALUES_AND_GRADIENTS}",
+        ),
+    ),
+    "fcos": (),
+    "dice": (
+        Peer(
+            "monai.losses.DiceLoss",
+            "`softmax=True, to_onehot_y=True, smooth_nr=smooth, smooth_dr=smooth` (background "
+            "included, one score per image and class) and no ignored pixels; "
+            + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "tversky": (
+        Peer(
+            "monai.losses.TverskyLoss",
+            "`softmax=True, to_onehot_y=True`, the same `alpha` and `beta` (`alpha` weights "
+            "false positives), `smooth_nr=smooth, smooth_dr=smooth` and no ignored pixels; "
+            + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "jaccard": (
+        Peer(
+            "monai.losses.DiceLoss",
+            "`jaccard=True, softmax=True, to_onehot_y=True, smooth_nr=2 * smooth, "
+            "smooth_dr=2 * smooth` and no ignored pixels; " + _VALUES_AND_GRADIENTS,
+        ),
+        Peer(
+            "segmentation_models_pytorch.losses.JaccardLoss",
+            '`mode="multiclass"`, `smooth=smooth`, for one image in which every class is '
+            "present; values",
+        ),
+    ),
+    "lovasz": (
+        Peer(
+            "segmentation_models_pytorch.losses.LovaszLoss",
+            '`mode="multiclass"`, the same `per_image` and `ignore_index`; '
+            + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "focal_pixelwise": (
+        Peer(
+            "torch.nn.functional.cross_entropy",
+            "`gamma=0`, `alpha=None`, the same `ignore_index`; " + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "mask": (
+        Peer(
+            "torch.nn.BCEWithLogitsLoss",
+            f"the same `pos_weight` and `reduction`; {_VALUES_AND_GRADIENTS}",
+        ),
+    ),
+    "combined_segmentation": (),
+}
+"""Per built-in loss: the peers it equals. An empty tuple: a composite with no single peer."""
+
+DIFFERENCES: dict[str, tuple[Difference, ...]] = {
+    "bce_with_logits": (
+        Difference(
+            "float32-tails",
+            "without `pos_weight` (computed as the focal loss with `gamma=0`), float32 keeps "
+            "the relative precision of both tails, where torch's value is exactly 0 for a "
+            "confident correct negative (target 0, logit below about -17; true value "
+            "about `exp(logit)`).",
+        ),
+    ),
+    "focal": (
+        Difference(
+            "alpha-none",
+            "`alpha=None` switches the class balance off, where torchvision takes `alpha=-1` "
+            "(a negative `alpha` is refused here).",
+        ),
+        Difference(
+            "float32-tails",
+            "in float32 both tails keep their relative precision: loss and gradient within "
+            "1e-3 of float64 for logits in [-30, 30], hard and soft targets (no "
+            "`softplus(x) - t x` or `1 - sigmoid(x)` cancellation).",
+        ),
+    ),
+    "ciou": (
+        Difference(
+            "degenerate-boxes",
+            "boxes of zero height (lines, points) give finite values and gradients: the "
+            "aspect angle takes the height as at least `eps`.",
+        ),
+    ),
+    "jaccard": (
+        Difference(
+            "per-sample",
+            "scores each image and class and averages the scores (MONAI's default), where "
+            "smp's `JaccardLoss` pools the whole batch per class and scores a class absent "
+            "from the target as 0.",
+        ),
+    ),
+}
+"""Per built-in loss: where it departs on purpose from a peer's convention."""
+
+
 HEADER = """\
 # Built-in loss catalogue
 
@@ -116,8 +316,9 @@ their raw logits and targets to `expects` and `target` (see
 [Custom losses](custom-losses.md#what-the-loss-receives)); call a loss module directly and you
 pass those inputs yourself. `autotimm losses show NAME` prints the same table in a terminal.
 
-All built-in losses compute in float32 for float16/bfloat16 inputs and never return NaN for
-empty or fully ignored batches (a mean over nothing is 0).
+Each entry also says which other library's loss it equals (its *peer*) and under which
+convention; `tests/losses/test_losses_peers.py` names the test that checks each of these
+statements. Where every built-in loss differs from its peers on purpose:
 """
 
 TASK_TITLES = {
@@ -138,6 +339,26 @@ def builtin_entries() -> list[LossEntry]:
 def missing_formulas(entries: Iterable[LossEntry]) -> list[str]:
     """Names of built-in losses that have no formula in :data:`FORMULAS`."""
     return [e.name for e in entries if e.name not in FORMULAS]
+
+
+def missing_peers(entries: Iterable[LossEntry]) -> list[str]:
+    """Names of built-in losses that have no entry (maybe empty) in :data:`PEERS`."""
+    return [e.name for e in entries if e.name not in PEERS]
+
+
+def peer_lines(name: str) -> list[str]:
+    """The entry's statements about its peers, as Markdown lines."""
+    peers = PEERS[name]
+    if not peers:
+        return ["**Peers:** none; a composite of the losses above, defined by its formula.", ""]
+    lines = [f"**Equals** `{p.peer}` with {p.convention}." for p in peers]
+    lines = [line for pair in zip(lines, [""] * len(lines)) for line in pair]
+    differences = DIFFERENCES.get(name, ())
+    if differences:
+        lines += ["**Differs on purpose:**", ""]
+        lines += [f"- {d.text}" for d in differences]
+        lines.append("")
+    return lines
 
 
 def rst_to_markdown(text: str) -> str:
@@ -214,6 +435,7 @@ def render_entry(entry: LossEntry) -> list[str]:
         "",
         *_formula(entry.name),
         "",
+        *peer_lines(entry.name),
     ]
     if entry.parameters:
         lines += parameter_table(entry.parameters)
@@ -226,13 +448,18 @@ def render_entry(entry: LossEntry) -> list[str]:
 def render() -> str:
     """The page's Markdown text."""
     entries = builtin_entries()
-    missing = missing_formulas(entries)
-    if missing:
-        raise SystemExit(
-            f"no formula for built-in loss(es) {', '.join(missing)}: add them to FORMULAS in "
-            f"{Path(__file__).name}"
-        )
+    for table, missing in (
+        ("FORMULAS", missing_formulas(entries)),
+        ("PEERS", missing_peers(entries)),
+    ):
+        if missing:
+            raise SystemExit(
+                f"no {table} entry for built-in loss(es) {', '.join(missing)}: add them in "
+                f"{Path(__file__).name}"
+            )
     lines = [HEADER]
+    lines += [f"- {d.text}" for d in GENERAL_DIFFERENCES]
+    lines.append("")
     lines.append("| Loss | Task | Aliases | Expects | Target |")
     lines.append("|------|------|---------|---------|--------|")
     for entry in entries:

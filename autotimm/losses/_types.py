@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-__all__ = ["TASKS", "InputKind", "Reduction", "TargetKind", "Task"]
+from pydantic import Field
+
+__all__ = [
+    "TASKS",
+    "InputKind",
+    "NonNegative",
+    "NumClasses",
+    "Probability",
+    "Reduction",
+    "TargetKind",
+    "Task",
+]
 
 Task = Literal["classification", "detection", "segmentation"]
 """The tasks a loss can be registered for."""
@@ -25,3 +36,8 @@ TargetKind = Literal["class_indices", "dense", "boxes", "structured"]
 - ``boxes``: ``[N, 4]`` boxes in ``x1, y1, x2, y2``.
 - ``structured``: several named inputs (e.g. the FCOS criterion).
 """
+
+# constrained constructor-parameter types shared by the loss modules (read by the registry)
+NumClasses = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]

@@ -1,7 +1,7 @@
 """Classification losses: the semantics and arguments of their ``torch.nn`` namesakes.
 
 Each class is a thin, registered wrapper around a function of
-:mod:`autotimm.losses._functional`; the constructor signature is the loss's schema. All of
+:mod:`autotimm.losses.functional`; the constructor signature is the loss's schema. All of
 them compute in float32 for float16/bfloat16 inputs, accept an optional ``num_classes``
 (validated against the prediction's class dimension, dimension 1, or 0 for an unbatched
 ``[C]`` input), and raise ``ValueError`` for bad labels and shapes.
@@ -9,11 +9,12 @@ them compute in float32 for float16/bfloat16 inputs, accept an optional ``num_cl
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
-from autotimm.losses import _functional as LF
-from autotimm.losses._functional import NumClasses, Probability
-from autotimm.losses._types import Reduction
+from autotimm.losses import functional as LF
+from autotimm.losses._types import NumClasses, Probability, Reduction
 from autotimm.losses.registry import register_loss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "NLLLoss"]
@@ -24,8 +25,53 @@ def _class_dim_of(pred: Tensor) -> int | None:
     return 1 if pred.ndim >= 2 else None
 
 
+def _refuse_float_class_indices(logits: Tensor, target: Tensor) -> None:
+    """Float targets are class probabilities; float class indices get a message saying so."""
+    class_dim = 0 if logits.ndim == 1 else 1
+    index_shape = (*logits.shape[:class_dim], *logits.shape[class_dim + 1 :])
+    if target.shape != logits.shape and tuple(target.shape) == index_shape:
+        raise ValueError(
+            f"cross_entropy: float targets of shape {tuple(target.shape)} look like class "
+            "indices, which must be an integer tensor (target.long()); float targets are "
+            f"class probabilities of the logits' shape {tuple(logits.shape)}"
+        )
+
+
+class _WeightedClassLoss(nn.Module):
+    """What cross entropy and NLL share: class weights, an ignored label and ``num_classes``."""
+
+    weight: Tensor | None
+    loss_name: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        weight: Tensor | None,
+        ignore_index: int,
+        reduction: Reduction,
+        num_classes: int | None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", LF.as_float_tensor(weight, name=self.loss_name))
+        self.ignore_index = ignore_index
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def check_labels(self, pred: Tensor, target: Tensor) -> tuple[int, int] | None:
+        """Check class indices for ``pred [N, C, ...]`` (or ``[C]``); their ``(min, max)``."""
+        return LF.checks.check_class_indices(
+            pred,
+            target,
+            name=self.loss_name,
+            class_dim=0 if pred.ndim == 1 else 1,
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            class_weights=self.weight,
+        )
+
+
 @register_loss("cross_entropy", task="classification", alias="ce")
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(_WeightedClassLoss):
     """Cross entropy on logits, exactly as :class:`torch.nn.CrossEntropyLoss`.
 
     Targets are class indices (``[N]``, ``[N, d1, ...]`` or a scalar for ``[C]`` logits) or
@@ -46,7 +92,7 @@ class CrossEntropyLoss(nn.Module):
         1.0986
     """
 
-    weight: Tensor | None
+    loss_name = "cross_entropy"
 
     def __init__(
         self,
@@ -57,25 +103,26 @@ class CrossEntropyLoss(nn.Module):
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
-        super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
-        self.ignore_index = ignore_index
+        super().__init__(
+            weight=weight, ignore_index=ignore_index, reduction=reduction, num_classes=num_classes
+        )
         self.label_smoothing = label_smoothing
-        self.reduction: Reduction = reduction
-        self.num_classes = num_classes
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of ``logits [N, C, ...]`` (or ``[C]``) against indices or probabilities."""
-        labels = LF.check_inputs(
-            logits,
-            target,
-            kind="dense" if target.is_floating_point() else "class_indices",
-            num_classes=self.num_classes,
-            class_dim=0 if logits.ndim == 1 else 1,
-            ignore_index=self.ignore_index,
-            class_weights=self.weight,
-            name="cross_entropy",
-        )
+        if target.is_floating_point():  # class probabilities
+            _refuse_float_class_indices(logits, target)
+            LF.checks.check_dense(
+                logits,
+                target,
+                name="cross_entropy",
+                class_dim=0 if logits.ndim == 1 else 1,
+                num_classes=self.num_classes,
+                class_weights=self.weight,
+            )
+            labels = None
+        else:
+            labels = self.check_labels(logits, target)
         return LF.cross_entropy(
             logits,
             target,
@@ -88,7 +135,7 @@ class CrossEntropyLoss(nn.Module):
 
 
 @register_loss("nll", task="classification", expects="log_probabilities")
-class NLLLoss(nn.Module):
+class NLLLoss(_WeightedClassLoss):
     """Negative log-likelihood on log-probabilities, exactly as :class:`torch.nn.NLLLoss`.
 
     A batch whose targets are all ``ignore_index`` gives 0 instead of torch's NaN.
@@ -107,7 +154,7 @@ class NLLLoss(nn.Module):
         1.3863
     """
 
-    weight: Tensor | None
+    loss_name = "nll"
 
     def __init__(
         self,
@@ -117,35 +164,51 @@ class NLLLoss(nn.Module):
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
-        super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
-        self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-        self.num_classes = num_classes
+        super().__init__(
+            weight=weight, ignore_index=ignore_index, reduction=reduction, num_classes=num_classes
+        )
 
     def forward(self, log_probs: Tensor, target: Tensor) -> Tensor:
         """Loss of ``log_probs [N, C, ...]`` (or ``[C]``) against class indices."""
-        labels = LF.check_inputs(
-            log_probs,
-            target,
-            num_classes=self.num_classes,
-            class_dim=0 if log_probs.ndim == 1 else 1,
-            ignore_index=self.ignore_index,
-            class_weights=self.weight,
-            name="nll",
-        )
         return LF.nll_loss(
             log_probs,
             target,
             weight=self.weight,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
-            label_range=labels,
+            label_range=self.check_labels(log_probs, target),
+        )
+
+
+class _BinaryTargetLoss(nn.Module):
+    """What the binary cross entropies share: an element weight, ``num_classes``, and targets
+    in [0, 1] of the prediction's shape."""
+
+    weight: Tensor | None
+    loss_name: ClassVar[str]
+
+    def __init__(
+        self, *, weight: Tensor | None, reduction: Reduction, num_classes: int | None
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", LF.as_float_tensor(weight, name=self.loss_name))
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def check_targets(self, pred: Tensor, target: Tensor, **weights: Tensor | None) -> None:
+        """Check targets in [0, 1] of ``pred``'s shape, and that the weights broadcast to it."""
+        LF.checks.check_binary_targets(
+            pred,
+            target,
+            name=self.loss_name,
+            class_dim=_class_dim_of(pred),
+            num_classes=self.num_classes,
+            weights={"weight": self.weight, **weights},
         )
 
 
 @register_loss("bce_with_logits", task="classification", target="dense")
-class BCEWithLogitsLoss(nn.Module):
+class BCEWithLogitsLoss(_BinaryTargetLoss):
     """Binary cross entropy on logits, exactly as :class:`torch.nn.BCEWithLogitsLoss`.
 
     For multi-label classification: targets (float, int or bool) have the logits' shape.
@@ -164,8 +227,8 @@ class BCEWithLogitsLoss(nn.Module):
         1.0397
     """
 
-    weight: Tensor | None
     pos_weight: Tensor | None
+    loss_name = "bce_with_logits"
 
     def __init__(
         self,
@@ -175,22 +238,15 @@ class BCEWithLogitsLoss(nn.Module):
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
-        super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
-        self.register_buffer("pos_weight", LF.as_float_tensor(pos_weight))
-        self.reduction: Reduction = reduction
-        self.num_classes = num_classes
+        super().__init__(weight=weight, reduction=reduction, num_classes=num_classes)
+        self.register_buffer(
+            "pos_weight",
+            LF.as_float_tensor(pos_weight, name=self.loss_name, argument="pos_weight"),
+        )
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Loss of ``logits`` against targets of the same shape."""
-        LF.check_inputs(
-            logits,
-            target,
-            kind="dense",
-            num_classes=self.num_classes,
-            class_dim=_class_dim_of(logits),
-            name="bce_with_logits",
-        )
+        """Loss of ``logits`` against targets in [0, 1] of the same shape."""
+        self.check_targets(logits, target, pos_weight=self.pos_weight)
         return LF.binary_cross_entropy_with_logits(
             logits,
             target,
@@ -201,7 +257,7 @@ class BCEWithLogitsLoss(nn.Module):
 
 
 @register_loss("bce", task="classification", expects="probabilities", target="dense")
-class BCELoss(nn.Module):
+class BCELoss(_BinaryTargetLoss):
     """Binary cross entropy on probabilities, exactly as :class:`torch.nn.BCELoss`.
 
     Log-probabilities are clamped at -100 as in torch, so saturated probabilities give a
@@ -219,7 +275,7 @@ class BCELoss(nn.Module):
         0.6931
     """
 
-    weight: Tensor | None
+    loss_name = "bce"
 
     def __init__(
         self,
@@ -228,22 +284,12 @@ class BCELoss(nn.Module):
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
-        super().__init__()
-        self.register_buffer("weight", LF.as_float_tensor(weight))
-        self.reduction: Reduction = reduction
-        self.num_classes = num_classes
+        super().__init__(weight=weight, reduction=reduction, num_classes=num_classes)
 
     def forward(self, probs: Tensor, target: Tensor) -> Tensor:
-        """Loss of probabilities ``probs`` against targets of the same shape."""
-        LF.check_inputs(
-            probs,
-            target,
-            kind="dense",
-            num_classes=self.num_classes,
-            class_dim=_class_dim_of(probs),
-            pred_range=(0.0, 1.0),
-            name="bce",
-        )
+        """Loss of probabilities ``probs`` against targets in [0, 1] of the same shape."""
+        self.check_targets(probs, target)
+        LF.checks.check_unit_interval(probs, name="bce", argument="prediction")
         return LF.binary_cross_entropy(probs, target, weight=self.weight, reduction=self.reduction)
 
 
@@ -270,12 +316,7 @@ class MSELoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """Squared error of ``pred`` against targets of the same shape."""
-        LF.check_inputs(
-            pred,
-            target,
-            kind="dense",
-            num_classes=self.num_classes,
-            class_dim=_class_dim_of(pred),
-            name="mse",
+        LF.checks.check_dense(
+            pred, target, name="mse", class_dim=_class_dim_of(pred), num_classes=self.num_classes
         )
         return LF.mse_loss(pred, target, reduction=self.reduction)

@@ -2,7 +2,7 @@
 
 Boxes are ``x1, y1, x2, y2``. Values match torchvision's ``sigmoid_focal_loss`` and
 ``*_box_iou_loss`` functions; each class is a thin, registered wrapper around a function of
-:mod:`autotimm.losses._functional`.
+:mod:`autotimm.losses.functional`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from autotimm.losses import _functional as LF
-from autotimm.losses._functional import NonNegative, NumClasses, Probability
-from autotimm.losses._types import Reduction
+from autotimm.losses import functional as LF
+from autotimm.losses._types import NonNegative, NumClasses, Probability, Reduction
 from autotimm.losses.registry import register_loss
 
 __all__ = ["CIoULoss", "CenternessLoss", "DIoULoss", "FCOSLoss", "FocalLoss", "GIoULoss"]
@@ -69,25 +68,20 @@ class FocalLoss(nn.Module):
         """Loss of ``logits`` against float targets of their shape or integer labels."""
         class_dim = -1 if logits.ndim > 0 else None
         if target.is_floating_point() or target.dtype == torch.bool:
-            LF.check_inputs(
-                logits,
-                target,
-                kind="dense",
-                num_classes=self.num_classes,
-                class_dim=class_dim,
-                name="focal",
+            LF.checks.check_binary_targets(
+                logits, target, name="focal", class_dim=class_dim, num_classes=self.num_classes
             )
             return LF.sigmoid_focal_loss(
                 logits, target, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction
             )
-        LF.check_inputs(
+        LF.checks.check_class_indices(
             logits,
             target,
-            num_classes=self.num_classes,
+            name="focal",
             class_dim=-1,
+            num_classes=self.num_classes,
             ignore_index=self.ignore_index,
             extra_labels=1,
-            name="focal",
         )
         return LF.sigmoid_focal_loss_with_indices(
             logits,
@@ -114,9 +108,7 @@ class _BoxIoULoss(nn.Module):
 
         With ``weight [...]`` the ``"mean"`` is ``sum(w * l) / sum(w)``.
         """
-        LF.check_inputs(
-            pred, target, kind="boxes", class_dim=None, box_weights=weight, name=self.kind
-        )
+        LF.checks.check_boxes(pred, target, name=self.kind, weight=weight)
         loss = LF.box_iou_loss(pred, target, kind=self.kind, eps=self.eps)
         return LF.weighted_reduce(loss, weight, self.reduction)
 
@@ -213,14 +205,7 @@ class CenternessLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of centerness ``logits`` against ``target`` of the same shape."""
-        LF.check_inputs(
-            logits,
-            target,
-            kind="dense",
-            class_dim=None,
-            target_range=(0.0, 1.0),
-            name="centerness",
-        )
+        LF.checks.check_binary_targets(logits, target, name="centerness")
         return LF.binary_cross_entropy_with_logits(logits, target, reduction=self.reduction)
 
 
@@ -336,19 +321,17 @@ class FCOSLoss(nn.Module):
             box_targets: ``[N, 4]`` target boxes (used at foreground locations).
             centerness_targets: ``[N]`` centerness targets in [0, 1] (used at foreground).
         """
-        LF.check_inputs(
+        LF.checks.check_class_indices(
             cls_logits,
             cls_targets,
-            num_classes=self.num_classes,
+            name="fcos",
             class_dim=-1,
+            num_classes=self.num_classes,
             ignore_index=-1,
             extra_labels=1,
-            name="fcos",
         )
-        LF.check_inputs(box_pred, box_targets, kind="boxes", class_dim=None, name="fcos")
-        LF.check_inputs(
-            centerness_logits, centerness_targets, kind="dense", class_dim=None, name="fcos"
-        )
+        LF.checks.check_boxes(box_pred, box_targets, name="fcos")
+        LF.checks.check_binary_targets(centerness_logits, centerness_targets, name="fcos")
         if not torch.compiler.is_compiling() and box_pred.shape[:-1] != cls_targets.shape:
             raise ValueError(
                 f"fcos: {tuple(box_pred.shape)} boxes for {tuple(cls_targets.shape)} locations"
@@ -360,7 +343,9 @@ class FCOSLoss(nn.Module):
         one_hot = (
             cls_targets.unsqueeze(-1) == torch.arange(classes, device=cls_targets.device)
         ).to(torch.float32)
-        if torch.compiler.is_compiling() or bool(valid.all()):
+        # ignored locations are left out, also while compiling (where the all-valid shortcut,
+        # which reads a value, is not taken); treating them as background would change the loss
+        if not torch.compiler.is_compiling() and bool(valid.all()):
             cls_term = _summed(self.cls_loss(cls_logits, one_hot))
         else:
             cls_term = _summed(self.cls_loss(cls_logits[valid], one_hot[valid]))
@@ -369,8 +354,8 @@ class FCOSLoss(nn.Module):
             centerness_logits[foreground], centerness_targets[foreground], reduction="sum"
         )
         terms = torch.stack([cls_term.float(), reg_term.float(), centerness_term])
-        if self.reduction != "sum":
-            terms = terms / n
+        if LF.inner_reduction(self.reduction) == "none" or self.reduction == "mean":
+            terms = terms / n  # the FCOS normalisation, also of the unreduced terms
         self.last_components = dict(
             zip(("cls", "reg", "centerness"), terms.detach().unbind(), strict=True)
         )

@@ -1,18 +1,21 @@
 """Segmentation losses on logits ``[B, C, H, W]`` and integer targets ``[B, H, W]``.
 
 Pixels labelled ``ignore_index`` (255 by default) count in no sum, neither as prediction nor as
-target. Every loss takes an optional ``num_classes`` that is checked against the logits. Each
-class is a thin, registered wrapper around a function of :mod:`autotimm.losses._functional`.
+target. Every loss takes an optional ``num_classes`` that is checked against the logits. The
+softmax losses refuse logits with a single channel (a softmax over one channel is constant):
+binary segmentation takes two classes, or a binary loss such as ``bce_with_logits``. Each
+class is a thin, registered wrapper around a function of :mod:`autotimm.losses.functional`.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
-from autotimm.losses import _functional as LF
-from autotimm.losses._functional import NonNegative, NumClasses, Probability
-from autotimm.losses._types import Reduction
+from autotimm.losses import functional as LF
+from autotimm.losses._types import NonNegative, NumClasses, Probability, Reduction
 from autotimm.losses.registry import register_loss
 
 __all__ = [
@@ -34,19 +37,56 @@ def _check(
     name: str,
     class_weights: Tensor | None = None,
 ) -> tuple[int, int] | None:
-    return LF.check_inputs(
+    """Check softmax logits ``[B, C >= 2, *]`` and labels ``[B, *]``; their ``(min, max)``."""
+    LF.checks.check_softmax_channels(logits, name=name)
+    return LF.checks.check_class_indices(
         logits,
         target,
+        name=name,
         num_classes=num_classes,
-        class_dim=1,
         ignore_index=ignore_index,
         class_weights=class_weights,
-        name=name,
     )
 
 
+class _RegionOverlapLoss(nn.Module):
+    """What dice, Tversky and Jaccard share: all three are ``1 - `` a Tversky index
+    ``(TP + s) / (TP + alpha FP + beta FN + s)`` per (sample, class); each subclass only says
+    which ``alpha``, ``beta`` and ``s`` its own parameters stand for."""
+
+    loss_name: ClassVar[str]
+
+    def __init__(
+        self, *, num_classes: int | None, smooth: float, ignore_index: int, reduction: Reduction
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.smooth = smooth
+        self.ignore_index = ignore_index
+        self.reduction: Reduction = reduction
+
+    def tversky_weights(self) -> tuple[float, float, float]:
+        """``(alpha, beta, smooth)`` of the Tversky index this loss computes."""
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
+        labels = _check(logits, target, self.num_classes, self.ignore_index, self.loss_name)
+        alpha, beta, smooth = self.tversky_weights()
+        return LF.tversky_loss(
+            logits,
+            target,
+            alpha=alpha,
+            beta=beta,
+            smooth=smooth,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_range=labels,
+        )
+
+
 @register_loss("dice", task="segmentation")
-class DiceLoss(nn.Module):
+class DiceLoss(_RegionOverlapLoss):
     """Soft dice loss on softmax probabilities, per (sample, class).
 
     ``1 - (2 sum(p g) + smooth) / (sum(p) + sum(g) + smooth)`` averaged over samples and
@@ -68,6 +108,8 @@ class DiceLoss(nn.Module):
         True
     """
 
+    loss_name = "dice"
+
     def __init__(
         self,
         *,
@@ -76,27 +118,17 @@ class DiceLoss(nn.Module):
         ignore_index: int = 255,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.smooth = smooth
-        self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Dice loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        labels = _check(logits, target, self.num_classes, self.ignore_index, "dice")
-        return LF.dice_loss(
-            logits,
-            target,
-            label_range=labels,
-            smooth=self.smooth,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
+        super().__init__(
+            num_classes=num_classes, smooth=smooth, ignore_index=ignore_index, reduction=reduction
         )
+
+    def tversky_weights(self) -> tuple[float, float, float]:
+        """Dice is the Tversky index with ``alpha = beta = 1/2`` and half the smoothing."""
+        return 0.5, 0.5, self.smooth / 2
 
 
 @register_loss("tversky", task="segmentation")
-class TverskyLoss(nn.Module):
+class TverskyLoss(_RegionOverlapLoss):
     """Tversky loss per (sample, class), MONAI's convention (``alpha`` weights false positives).
 
     ``1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth)`` on softmax probabilities,
@@ -117,6 +149,8 @@ class TverskyLoss(nn.Module):
         torch.Size([])
     """
 
+    loss_name = "tversky"
+
     def __init__(
         self,
         *,
@@ -127,31 +161,19 @@ class TverskyLoss(nn.Module):
         ignore_index: int = 255,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(
+            num_classes=num_classes, smooth=smooth, ignore_index=ignore_index, reduction=reduction
+        )
         self.alpha = alpha
         self.beta = beta
-        self.smooth = smooth
-        self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Tversky loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        labels = _check(logits, target, self.num_classes, self.ignore_index, "tversky")
-        return LF.tversky_loss(
-            logits,
-            target,
-            label_range=labels,
-            alpha=self.alpha,
-            beta=self.beta,
-            smooth=self.smooth,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-        )
+    def tversky_weights(self) -> tuple[float, float, float]:
+        """This loss's own ``alpha``, ``beta`` and ``smooth``."""
+        return self.alpha, self.beta, self.smooth
 
 
 @register_loss("jaccard", task="segmentation")
-class JaccardLoss(nn.Module):
+class JaccardLoss(_RegionOverlapLoss):
     """Soft Jaccard (IoU) loss per (sample, class): ``1 - (I + s) / (P + G - I + s)``.
 
     Args:
@@ -166,6 +188,8 @@ class JaccardLoss(nn.Module):
         torch.Size([2, 3])
     """
 
+    loss_name = "jaccard"
+
     def __init__(
         self,
         *,
@@ -174,23 +198,13 @@ class JaccardLoss(nn.Module):
         ignore_index: int = 255,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.smooth = smooth
-        self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Jaccard loss of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        labels = _check(logits, target, self.num_classes, self.ignore_index, "jaccard")
-        return LF.jaccard_loss(
-            logits,
-            target,
-            label_range=labels,
-            smooth=self.smooth,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
+        super().__init__(
+            num_classes=num_classes, smooth=smooth, ignore_index=ignore_index, reduction=reduction
         )
+
+    def tversky_weights(self) -> tuple[float, float, float]:
+        """Jaccard is the Tversky index with ``alpha = beta = 1``."""
+        return 1.0, 1.0, self.smooth
 
 
 @register_loss("lovasz", task="segmentation")
@@ -278,7 +292,9 @@ class FocalPixelwiseLoss(nn.Module):
         self._scale = None if alpha is None or isinstance(alpha, list) else float(alpha)
         self.register_buffer(
             "class_alpha",
-            LF.as_float_tensor(alpha) if isinstance(alpha, list) else None,
+            LF.as_float_tensor(alpha, name="focal_pixelwise", argument="alpha")
+            if isinstance(alpha, list)
+            else None,
         )
         self.gamma = gamma
         self.ignore_index = ignore_index
@@ -326,18 +342,15 @@ class MaskLoss(nn.Module):
 
     def __init__(self, *, pos_weight: Tensor | None = None, reduction: Reduction = "mean") -> None:
         super().__init__()
-        self.register_buffer("pos_weight", LF.as_float_tensor(pos_weight))
+        self.register_buffer(
+            "pos_weight", LF.as_float_tensor(pos_weight, name="mask", argument="pos_weight")
+        )
         self.reduction: Reduction = reduction
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Loss of mask ``logits`` against targets of the same shape."""
-        LF.check_inputs(
-            logits,
-            target,
-            kind="dense",
-            class_dim=None,
-            target_range=None if target.is_floating_point() else (0.0, 1.0),
-            name="mask",
+        LF.checks.check_binary_targets(
+            logits, target, name="mask", weights={"pos_weight": self.pos_weight}
         )
         return LF.binary_cross_entropy_with_logits(
             logits, target, pos_weight=self.pos_weight, reduction=self.reduction
@@ -390,7 +403,12 @@ class CombinedSegmentationLoss(nn.Module):
         self.ce_weight = ce_weight
         self.dice_weight = dice_weight
         self.ignore_index = ignore_index
-        self.register_buffer("class_weights", LF.as_float_tensor(class_weights))
+        self.register_buffer(
+            "class_weights",
+            LF.as_float_tensor(
+                class_weights, name="combined_segmentation", argument="class_weights"
+            ),
+        )
         self.label_smoothing = label_smoothing
         self.smooth = smooth
         self.reduction: Reduction = reduction
@@ -440,4 +458,4 @@ class CombinedSegmentationLoss(nn.Module):
             safe = torch.where(valid, labels.long(), 0)
             denominator = (self.class_weights.to(ce.dtype)[safe] * valid).sum(1)
         total = ce.reshape(batch, labels.shape[1]).sum(1)
-        return total / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+        return total / torch.where(denominator == 0, torch.ones_like(denominator), denominator)

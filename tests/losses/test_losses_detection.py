@@ -171,6 +171,87 @@ def test_focal_no_grad_and_double_use() -> None:
     torch.testing.assert_close(logits.grad, expected[0])
 
 
+TAIL_LOGITS = torch.linspace(-30, 30, 601)  # float32, steps of 0.1, 0 included
+TAIL_TARGETS = [0.0, 1.0, 0.01, 0.1, 0.3, 0.5, 0.9, 0.99]
+NORMAL = torch.finfo(torch.float32).tiny  # below this, float32 keeps no relative precision
+
+
+def _float64_focal(
+    x: torch.Tensor, t: torch.Tensor, alpha: float | None, gamma: float
+) -> torch.Tensor:
+    """The focal loss in float64 with no cancellation: each term is a positive weighted sum."""
+    p_t_complement = (1 - t) * torch.sigmoid(x) + t * torch.sigmoid(-x)
+    cross_entropy = (1 - t) * F.softplus(x) + t * F.softplus(-x)
+    loss = p_t_complement**gamma * cross_entropy
+    return loss if alpha is None else loss * ((1 - alpha) * (1 - t) + alpha * t)
+
+
+def _relative_error(ours: torch.Tensor, exact: torch.Tensor, floor: float = NORMAL) -> torch.Tensor:
+    return (ours.to(D) - exact).abs() / (exact.abs() + floor)
+
+
+@pytest.mark.parametrize("target_value", TAIL_TARGETS)
+@pytest.mark.parametrize(("alpha", "gamma"), [(0.25, 2.0), (None, 0.0), (None, 0.5), (0.6, 3.0)])
+@pytest.mark.parametrize("target_needs_grad", [False, True])
+def test_focal_float32_tails_match_float64(
+    target_value: float, alpha: float | None, gamma: float, target_needs_grad: bool
+) -> None:
+    """Loss and gradient in float32 keep their relative precision in both tails (|x| <= 30),
+    for hard and soft targets: no ``softplus(x) - t x`` or ``1 - sigmoid(x)`` cancellation.
+    With a target that needs a gradient the autograd-composed path runs; both are checked.
+    A soft target's gradient changes sign where sigmoid(x) = t; there it is a difference of
+    terms of size ~1, exact to float32's resolution of those (1e-7), not relatively."""
+    x = TAIL_LOGITS.clone().requires_grad_()
+    t = torch.full_like(x, target_value).requires_grad_(target_needs_grad)
+    loss = FocalLoss(alpha=alpha, gamma=gamma, reduction="none")(x, t)
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    x64 = TAIL_LOGITS.to(D).requires_grad_()
+    exact = _float64_focal(x64, t.detach().to(D), alpha, gamma)
+    (exact_grad,) = torch.autograd.grad(exact.sum(), x64)
+    assert loss.dtype == torch.float32
+    assert _relative_error(loss, exact.detach()).max() < 1e-3
+    crossing = NORMAL if target_value in (0.0, 1.0) else 1e-4  # 1e-4 x 1e-3 = 1e-7 absolute
+    assert _relative_error(grad, exact_grad, floor=crossing).max() < 1e-3
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_focal_in_cache_sized_steps_mixing_hard_and_soft_targets(
+    reduction: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU the loss runs in steps of ``_CHUNK`` elements per thread, each choosing the
+    binary or the soft path; made tiny here, steps of either kind and row steps (integer
+    labels, with ignored rows) must give torchvision's values and gradients."""
+    import autotimm.losses.functional.focal as focal_module
+
+    monkeypatch.setattr(focal_module, "_CHUNK", 7)
+    generator = torch.Generator().manual_seed(5)
+    logits = (torch.randn(40, 3, generator=generator, dtype=D) * 4).requires_grad_()
+    target = (torch.rand(40, 3, generator=generator, dtype=D) > 0.7).to(D)
+    target[10:20] = torch.rand(10, 3, generator=generator, dtype=D)  # soft rows in between
+    ours = FocalLoss(reduction=reduction, gamma=2.0)(logits, target)
+    ref = tv.sigmoid_focal_loss(logits, target, gamma=2.0, reduction=reduction)
+    _close(ours, ref)
+    _close(*(torch.autograd.grad(v.sum(), logits)[0] for v in (ours, ref)))
+    labels = torch.randint(-1, 4, (40,), generator=generator)  # -1 ignored, 3 background
+    ours = FocalLoss(reduction=reduction, num_classes=3)(logits, labels)
+    keep = (labels >= 0).to(D).unsqueeze(1)
+    dense = F.one_hot(labels.clamp(0, 3), 4)[:, :3].to(D)
+    per_element = tv.sigmoid_focal_loss(logits, dense) * keep
+    ref = {"none": per_element, "sum": per_element.sum()}.get(
+        reduction, per_element.sum() / (keep.sum() * 3)
+    )
+    _close(ours, ref)
+    _close(*(torch.autograd.grad(v.sum(), logits)[0] for v in (ours, ref)))
+
+
+def test_focal_confident_predictions_are_not_zero() -> None:
+    """torchvision's issue: ``softplus(x) - x`` is exactly 0 in float32 for x >= 17."""
+    confident = torch.tensor([20.0, -20.0])
+    loss = FocalLoss(alpha=None, gamma=0.0, reduction="none")(confident, torch.tensor([1.0, 0.0]))
+    expected = math.log1p(math.exp(-20.0))  # about 2.1e-9, for both
+    torch.testing.assert_close(loss, torch.full((2,), expected), rtol=1e-6, atol=0)
+
+
 # ------------------------------------------------------------------ boxes
 @st.composite
 def box_problem(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,18 +277,34 @@ BOX_PAIRS = [
 ]
 
 
+@pytest.mark.parametrize("index", range(len(BOX_PAIRS)), ids=["giou", "diou", "ciou"])
 @SETTINGS
-@given(problem=box_problem(), reduction=reductions, index=st.integers(0, 2))
+@given(problem=box_problem(), reduction=reductions)
 def test_box_losses_equal_torchvision(
     problem: tuple[torch.Tensor, torch.Tensor], reduction: str, index: int
 ) -> None:
+    """Values and gradients with respect to both boxes (a target box can be learned too)."""
     ours_class, reference = BOX_PAIRS[index]
     pred, target = problem
     p1, p2 = pred.clone().requires_grad_(), pred.clone().requires_grad_()
-    ours = ours_class(reduction=reduction)(p1, target)
-    ref = reference(p2, target, reduction=reduction)
+    t1, t2 = target.clone().requires_grad_(), target.clone().requires_grad_()
+    ours = ours_class(reduction=reduction)(p1, t1)
+    ref = reference(p2, t2, reduction=reduction)
     _close(ours, ref, atol=1e-9)
-    _close(_grad(ours, p1), _grad(ref, p2), atol=1e-9)
+    if len(pred):
+        ours_grads = torch.autograd.grad(ours.sum(), (p1, t1))
+        ref_grads = torch.autograd.grad(ref.sum(), (p2, t2))
+        for ours_grad, ref_grad in zip(ours_grads, ref_grads):
+            _close(ours_grad, ref_grad, atol=1e-9)
+
+
+def test_ciou_gradient_reaches_the_target_aspect_ratio() -> None:
+    """The target's aspect angle is not detached: moving only its height changes the loss."""
+    pred = torch.tensor([[0.0, 0.0, 4.0, 2.0]], dtype=D)
+    target = torch.tensor([[0.0, 0.0, 2.0, 2.0]], dtype=D, requires_grad=True)
+    (ours,) = torch.autograd.grad(CIoULoss()(pred, target), target)
+    (ref,) = torch.autograd.grad(tv.complete_box_iou_loss(pred, target, reduction="mean"), target)
+    _close(ours, ref, atol=1e-12)
 
 
 @SETTINGS
@@ -286,6 +383,11 @@ def test_centerness_is_bce_with_logits(n: int, reduction: str, seed: int) -> Non
         "mean": textbook.sum() / max(n, 1),
     }[reduction]
     _close(ours, expected, atol=1e-9)
+    if n:  # torch's loss, values and gradients (its mean of nothing is NaN, ours 0)
+        leaf = logits.detach().requires_grad_()
+        torch_loss = nn.BCEWithLogitsLoss(reduction=reduction)(leaf, target)
+        _close(ours, torch_loss)
+        _close(_grad(ours, logits), _grad(torch_loss, leaf))
     with pytest.raises(ValueError, match=r"target value 2.0 is outside \[0.0, 1.0\]"):
         CenternessLoss()(torch.zeros(2), torch.tensor([0.5, 2.0]))
 

@@ -50,7 +50,7 @@ def _reduce(per: torch.Tensor, reduction: str) -> torch.Tensor:
 def seg_problem(draw: st.DrawFn, ignore_rate: list[float] | None = None) -> Problem:
     """Logits [B, C, *spatial] (float64) and labels [B, *spatial] with some ignored pixels."""
     b = draw(st.integers(1, 3))
-    c = draw(st.integers(1, 5))
+    c = draw(st.integers(2, 5))  # one softmax channel is refused (a constant loss)
     spatial = draw(st.lists(st.integers(1, 6), min_size=0, max_size=2))
     generator = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
     scale = draw(st.sampled_from([0.3, 2.0, 8.0]))
@@ -405,6 +405,32 @@ def test_segmentation_validation_errors() -> None:
         MaskLoss()(torch.zeros(2, 3, 3), torch.full((2, 3, 3), 3))
     with pytest.raises(ValueError, match="prediction's shape"):
         MaskLoss()(torch.zeros(2, 3, 3), torch.zeros(2, 3, 4))
+
+
+SOFTMAX_LOSSES = [
+    "dice",
+    "tversky",
+    "jaccard",
+    "lovasz",
+    "focal_pixelwise",
+    "combined_segmentation",
+]
+
+
+@pytest.mark.parametrize("name", SOFTMAX_LOSSES)
+def test_one_softmax_channel_is_refused(name: str) -> None:
+    """softmax over one channel is 1 everywhere: the loss would be a constant with no gradient,
+    so a binary mask model built with num_classes=1 would silently train on nothing."""
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    one_channel = torch.randn(2, 1, 4, 4)
+    with pytest.raises(
+        ValueError, match=rf"{name}: the logits have 1 channel.*num_classes=2.*bce_with_logits"
+    ):
+        get_loss(name)(one_channel, target)
+    two_channels = torch.randn(2, 2, 4, 4, requires_grad=True)  # what the message suggests
+    target[:, :2] = 1
+    (grad,) = torch.autograd.grad(get_loss(name)(two_channels, target), two_channels)
+    assert grad.abs().sum() > 0
 
 
 def test_monai_cross_check() -> None:

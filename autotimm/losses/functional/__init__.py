@@ -1,0 +1,63 @@
+"""Pure functional cores of the built-in losses, one module per family (as torchvision's ``ops``).
+
+Every built-in loss module is a thin wrapper around one function here. The functions:
+
+- compute in float32 when given float16/bfloat16 inputs (and return float32),
+- never produce NaN for empty inputs or all-ignored batches (a ``"mean"`` over nothing is 0,
+  still connected to the graph so ``backward`` works),
+- reject an unknown ``reduction`` with a ``ValueError``,
+- assume validated inputs: the check for the target kind (``functional.checks``) runs first
+  (the modules do this) and turns bad labels and shapes into a ``ValueError`` instead of an
+  index error from inside torch.
+
+Nothing here imports torchvision, timm or lightning.
+"""
+
+from autotimm.losses.functional import checks
+from autotimm.losses.functional._utils import (
+    as_float_tensor,
+    inner_reduction,
+    reduce_loss,
+    weighted_reduce,
+)
+from autotimm.losses.functional.box_iou import BoxLossKind, box_iou_loss
+from autotimm.losses.functional.classification import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    mse_loss,
+    nll_loss,
+)
+from autotimm.losses.functional.focal import (
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_with_indices,
+    softmax_focal_loss,
+)
+from autotimm.losses.functional.lovasz import lovasz_softmax_loss
+from autotimm.losses.functional.region import (
+    dice_loss,
+    segmentation_counts,
+    tversky_loss,
+)
+
+__all__ = [
+    "BoxLossKind",
+    "as_float_tensor",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "box_iou_loss",
+    "checks",
+    "cross_entropy",
+    "dice_loss",
+    "inner_reduction",
+    "lovasz_softmax_loss",
+    "mse_loss",
+    "nll_loss",
+    "reduce_loss",
+    "segmentation_counts",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_with_indices",
+    "softmax_focal_loss",
+    "tversky_loss",
+    "weighted_reduce",
+]

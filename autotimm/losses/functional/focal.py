@@ -1,0 +1,348 @@
+"""Focal losses: sigmoid focal (RetinaNet) on dense or index targets, softmax focal per pixel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from autotimm.losses._types import Reduction
+from autotimm.losses.functional._utils import (
+    TINY,
+    compiling,
+    inner_reduction,
+    reduce_loss,
+    to_float32,
+)
+
+__all__ = ["sigmoid_focal_loss", "sigmoid_focal_loss_with_indices", "softmax_focal_loss"]
+# Precision. With s = sigmoid(x) and t the target, the loss is a_t q^gamma ce with
+#   q  = 1 - p_t = (1 - t) s + t sigmoid(-x)
+#   ce = -log p_t = (1 - t) softplus(x) + t softplus(-x).
+# Both are weighted means of values that are exact to a few ulps on either side of 0, and
+# torch.lerp(a, b, t) evaluates (1 - t) a + t b without cancellation (it returns b exactly at
+# t = 1), so both tails keep their relative precision. The usual forms lose them:
+# softplus(x) - t x is exactly 0 for a confident positive (x > 16 in float32, true value
+# ~exp(-x)), and 1 - p_t = 1 - sigmoid(x) is exactly 0 there too.
+
+
+def _alpha_t(t: Tensor, alpha: float) -> Tensor:
+    """``alpha`` for positive and ``1 - alpha`` for negative targets (interpolated for soft)."""
+    weights = torch.tensor([1 - alpha, alpha], dtype=t.dtype, device=t.device)
+    return torch.lerp(weights[0], weights[1], t)
+
+
+def _focal_reference(
+    x: Tensor, t: Tensor, alpha: float | None, gamma: float, weight: Tensor | None
+) -> Tensor:
+    """Element-wise sigmoid focal loss through autograd (used when compiling, or for soft
+    targets that need a gradient). ``1 - p_t`` is clamped at the smallest normal float, which
+    keeps the gradient finite for ``gamma < 1`` at saturated logits."""
+    loss = torch.lerp(F.softplus(x), F.softplus(-x), t)
+    if gamma != 0:
+        one_minus_pt = torch.lerp(torch.sigmoid(x), torch.sigmoid(-x), t)
+        loss = loss * one_minus_pt.clamp_min(TINY).pow(gamma)
+    if alpha is not None:
+        loss = loss * _alpha_t(t, alpha)
+    if weight is not None:
+        loss = loss * weight
+    return loss
+
+
+class _Scratch:
+    """Buffers that every step of one call writes into (all ops below use ``out=`` or work in
+    place): fresh temporaries per step would be fresh memory, and page faults, every time."""
+
+    def __init__(self, like: Tensor, elements: int, count: int) -> None:
+        self.buffers = [
+            torch.empty(elements, dtype=like.dtype, device=like.device) for _ in range(count)
+        ]
+        self.zero, self.half, self.one = (
+            torch.tensor(v, dtype=like.dtype, device=like.device) for v in (0.0, 0.5, 1.0)
+        )
+        self._views: dict[tuple[int, ...], list[Tensor]] = {}
+
+    def views(self, like: Tensor) -> list[Tensor]:
+        """The buffers as tensors of ``like``'s shape (a step may be shorter than the first)."""
+        shape = tuple(like.shape)
+        if shape not in self._views:  # made once per shape: every step but the last shares it
+            self._views[shape] = [b[: like.numel()].view(shape) for b in self.buffers]
+        return self._views[shape]
+
+
+Terms = tuple[Tensor, Tensor | None, Tensor | None]
+
+
+def _binary_terms(
+    x: Tensor, t: Tensor, alpha: float | None, gamma: float, need_grad: bool, scratch: _Scratch
+) -> Terms:
+    """``(ce, factor, dl/dx / factor)`` for targets that are exactly 0 or 1.
+
+    Then ``w = (1 - 2t) x`` is the logit of ``1 - p_t``: ``q = sigmoid(w)`` and
+    ``ce = softplus(w)`` (as ``logaddexp(0, w)``, which writes to ``out=``), one kernel each
+    and exact in both tails, and with ``u = 1 - 2t``
+
+        dl/dx = factor * u * (q + gamma (1 - q) ce).
+    """
+    u, w, q, ce, spare = scratch.views(x)[:5]
+    torch.add(scratch.one, t, alpha=-2.0, out=u)  # +1 for negatives, -1 for positives
+    torch.mul(x, u, out=w)
+    torch.sigmoid(w, out=q)
+    torch.logaddexp(scratch.zero, w, out=ce)
+    factor: Tensor | None = None
+    if gamma != 0:  # w is free from here on
+        factor = torch.mul(q, q, out=w) if gamma == 2 else torch.pow(q, gamma, out=w)
+    if alpha is not None:  # alpha for u = -1, 1 - alpha for u = +1
+        alpha_t = torch.add(scratch.half, u, alpha=0.5 - alpha, out=w if factor is None else spare)
+        factor = alpha_t if factor is None else factor.mul_(alpha_t)
+    if not need_grad:
+        return ce, factor, None
+    if gamma == 0:
+        return ce, factor, q.mul_(u)
+    grad = torch.addcmul(ce, q, ce, value=-1.0, out=spare)  # p_t ce = ce - q ce
+    return ce, factor, torch.add(q, grad, alpha=gamma, out=grad).mul_(u)
+
+
+def _soft_terms(
+    x: Tensor, t: Tensor, alpha: float | None, gamma: float, need_grad: bool, scratch: _Scratch
+) -> Terms:
+    """``(ce, factor, dl/dx / factor)`` for any targets in [0, 1]; with ``s = sigmoid(x)``
+
+    dce/dx = (1 - t) s - t sigmoid(-x),   dq/dx = (1 - 2t) s sigmoid(-x),
+    dl/dx  = factor [dce/dx + gamma ce (dq/dx) / q].
+    """
+    negated, s, s_neg, q, ce, spare, grad = scratch.views(x)
+    torch.neg(x, out=negated)
+    torch.sigmoid(x, out=s)
+    torch.sigmoid(negated, out=s_neg)
+    torch.lerp(s, s_neg, t, out=q)
+    # softplus(+-x) = max(+-x, 0) + softplus(-|x|): the lerp of the two is that common term
+    # (one softplus kernel, the costly one, instead of two) plus a lerp of non-negative numbers
+    tail = torch.abs(x, out=spare).neg_()
+    tail = torch.logaddexp(scratch.zero, tail, out=tail)
+    torch.lerp(torch.clamp_min(x, 0, out=ce), negated.clamp_min_(0), t, out=ce).add_(tail)
+    factor: Tensor | None = None  # negated and spare are free from here on
+    if gamma != 0:
+        factor = torch.mul(q, q, out=spare) if gamma == 2 else torch.pow(q, gamma, out=spare)
+    if alpha is not None:
+        weights = torch.tensor([1 - alpha, alpha], dtype=t.dtype, device=t.device)
+        alpha_t = torch.lerp(weights[0], weights[1], t, out=negated)
+        factor = alpha_t if factor is None else factor.mul_(alpha_t)
+    if not need_grad:
+        return ce, factor, None
+    torch.lerp(s, torch.neg(s_neg, out=grad), t, out=grad)  # dce/dx
+    if gamma != 0:  # q = 0 only where s s_neg = 0 too
+        modulating = s.mul_(s_neg).mul_(ce).div_(q.clamp_min_(TINY))
+        u = torch.add(scratch.one, t, alpha=-2.0, out=s_neg)
+        grad.addcmul_(modulating, u, value=gamma)
+    return ce, factor, grad
+
+
+_CHUNK = 1 << 16
+"""Elements per thread and step on the CPU: a step's scratch buffers stay in the cache, so
+the exact kernels run at their arithmetic speed instead of waiting on memory."""
+
+
+def _steps(x: Tensor) -> list[slice]:
+    """Ranges of ``x``'s first dimension that hold about ``_CHUNK`` elements per thread."""
+    rows = x.shape[0]
+    if x.device.type != "cpu":
+        return [slice(0, rows)]
+    per_row = max(x.numel() // max(rows, 1), 1)
+    step = max(_CHUNK * torch.get_num_threads() // per_row, 1)
+    return [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
+
+
+class _SigmoidFocal(torch.autograd.Function):
+    """Sigmoid focal loss with an analytic gradient computed in the forward pass.
+
+    Upstream gradients of a summed or element-wise loss only ever scale ``dl/dx`` element-wise,
+    so the forward pass computes ``dl/dx`` right away from the temporaries it already has and
+    saves only that one tensor; the backward pass is one multiplication. The work runs in
+    cache-sized steps on the CPU; a step whose targets are all 0 or 1 takes the shorter
+    :func:`_binary_terms` (``binary``: every target is, as for integer and bool targets).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        t: Tensor,
+        weight: Tensor | None,
+        alpha: float | None,
+        gamma: float,
+        summed: bool,
+        need_grad: bool,
+        binary: bool,
+    ) -> Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            # steps over the elements, or over rows [first dimension, rest] when a weight
+            # broadcasts (e.g. one per row), so that it need not be expanded in memory
+            rows = x.shape[0] if x.ndim else 1
+            xs = x.reshape(-1) if weight is None else x.reshape(rows, -1)
+            ts = t.reshape(xs.shape)
+            ws = None if weight is None else weight.expand_as(x).reshape(xs.shape)
+            out = None if summed else torch.empty_like(xs)
+            grad = torch.empty_like(xs) if need_grad else None
+            totals = []
+            steps = _steps(xs)
+            scratch = _Scratch(x, xs[steps[0]].numel(), count=5 if binary else 7)
+            for step in steps:
+                x_step, t_step = xs[step], ts[step]
+                hard = binary or _all_zero_or_one(t_step, scratch.views(t_step)[0])
+                terms = _binary_terms if hard else _soft_terms
+                ce, factor, dx = terms(x_step, t_step, alpha, gamma, need_grad, scratch)
+                if ws is not None:
+                    factor = ws[step] if factor is None else factor.mul_(ws[step])
+                if summed:
+                    ce = ce.reshape(-1)
+                    totals.append(ce.sum() if factor is None else torch.dot(factor.reshape(-1), ce))
+                else:
+                    _write(out, step, ce, factor)
+                if grad is not None:
+                    assert dx is not None
+                    _write(grad, step, dx, factor)
+            if grad is not None:
+                ctx.save_for_backward(grad.view_as(x))
+        if summed:
+            return torch.stack(totals).sum() if totals else x.new_zeros(())
+        assert out is not None
+        return out.view_as(x)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        (grad,) = ctx.saved_tensors
+        return grad * grad_output, None, None, None, None, None, None, None
+
+
+def _write(into: Tensor | None, step: slice, value: Tensor, factor: Tensor | None) -> None:
+    """``into[step] = value * factor``, written in place (one pass, no temporary)."""
+    assert into is not None
+    if factor is None:
+        into[step] = value
+    else:
+        torch.mul(value, factor, out=into[step])
+
+
+def _all_zero_or_one(t: Tensor, scratch: Tensor) -> bool:
+    """Whether every value is exactly 0 or 1: then t - t^2 is 0 everywhere, and only then."""
+    if t.numel() == 0:
+        return True
+    spread = torch.addcmul(t, t, t, value=-1.0, out=scratch)
+    low, high = torch.aminmax(spread)  # NaN if any value is NaN
+    return low.item() == 0 and high.item() == 0
+
+
+def sigmoid_focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    reduction: Reduction = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
+    """Sigmoid focal loss (RetinaNet) on targets of ``logits``' shape, as torchvision's
+    ``sigmoid_focal_loss`` (``alpha=None`` disables the class balance, like torchvision's -1).
+
+    Args:
+        logits: Logits of any shape.
+        target: Binary (or soft) targets of the same shape.
+        alpha: Weight of positives in [0, 1]; negatives get ``1 - alpha``.
+        gamma: Focusing exponent (>= 0).
+        reduction: ``"mean"`` over all elements, ``"sum"`` or ``"none"``.
+        weight: Optional non-negative multiplier broadcastable to ``logits`` (no gradient).
+
+    Example:
+        >>> sigmoid_focal_loss(torch.zeros(2), torch.tensor([0.0, 1.0]), alpha=None)
+        tensor(0.1733)
+    """
+    x = to_float32(logits).contiguous()
+    exact_binary = not target.is_floating_point()  # bool or integer 0/1 targets
+    t = target.to(x.dtype).contiguous()
+    w = None if weight is None else weight.to(x.dtype)
+    if compiling() or t.requires_grad or (w is not None and w.requires_grad):
+        loss = _focal_reference(x, t, alpha, gamma, w)
+        return reduce_loss(loss, reduction)
+    need_grad = torch.is_grad_enabled() and x.requires_grad
+    summed = inner_reduction(reduction) == "sum"
+    out: Tensor = _SigmoidFocal.apply(x, t, w, alpha, gamma, summed, need_grad, exact_binary)
+    if reduction == "mean":
+        out = out / max(x.numel(), 1)
+    return out
+
+
+def sigmoid_focal_loss_with_indices(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    ignore_index: int = -1,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Sigmoid focal loss with integer targets: ``logits [..., C]``, ``target [...]``.
+
+    Labels ``0 .. C-1`` are classes, ``C`` is background (an all-zero target row) and
+    ``ignore_index`` rows are left out; ``"mean"`` averages over the elements of the kept rows.
+
+    Example:
+        >>> logits = torch.zeros(3, 2)
+        >>> sigmoid_focal_loss_with_indices(logits, torch.tensor([0, 2, -1]), alpha=None)
+        tensor(0.1733)
+    """
+    classes = logits.shape[-1]
+    valid = target != ignore_index
+    one_hot = target.unsqueeze(-1) == torch.arange(classes, device=target.device)
+    row_weight = valid.unsqueeze(-1).to(torch.float32)
+    inner = inner_reduction(reduction)
+    loss = sigmoid_focal_loss(
+        logits, one_hot, alpha=alpha, gamma=gamma, reduction=inner, weight=row_weight
+    )
+    if reduction == "mean":
+        loss = loss / (valid.sum() * classes).clamp_min(1).to(loss.dtype)
+    return loss
+
+
+def softmax_focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    gamma: float = 2.0,
+    alpha: float | Tensor | None = None,
+    ignore_index: int = 255,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Softmax focal loss ``-w_c (1 - p_t)^gamma log p_t``, averaged over non-ignored pixels.
+
+    ``alpha``: a float scales the loss, a ``[C]`` tensor weights the classes. With
+    ``gamma=0`` and no ``alpha`` this is ``F.cross_entropy(..., ignore_index=...)``.
+    ``"none"`` returns the per-pixel loss (0 at ignored pixels).
+
+    Example:
+        >>> softmax_focal_loss(torch.zeros(1, 2, 1), torch.tensor([[1]]))  # (1/2)^2 log 2
+        tensor(0.1733)
+    """
+    x = to_float32(logits)
+    log_p = x.log_softmax(1)
+    t = target.long()
+    valid = t != ignore_index
+    safe = torch.where(valid, t, torch.zeros_like(t))
+    log_pt = log_p.gather(1, safe.unsqueeze(1)).squeeze(1)
+    loss = -log_pt
+    if gamma != 0:
+        loss = loss * (-torch.expm1(log_pt)).clamp_min(TINY).pow(gamma)
+    if isinstance(alpha, Tensor):
+        loss = loss * alpha.to(x.dtype)[safe]
+    elif alpha is not None:
+        loss = loss * alpha
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
+    if inner_reduction(reduction) == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    return total / valid.sum().clamp_min(1).to(total.dtype)
