@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from autotimm.losses import _functional as LF
 from autotimm.losses._functional import NumClasses, Probability
-from autotimm.losses._types import Reduction
+from autotimm.losses._types import NonNegativeTensor, Reduction
 from autotimm.losses.registry import register_loss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "NLLLoss"]
@@ -51,7 +51,7 @@ class CrossEntropyLoss(nn.Module):
     def __init__(
         self,
         *,
-        weight: Tensor | None = None,
+        weight: NonNegativeTensor | None = None,
         ignore_index: int = -100,
         label_smoothing: Probability = 0.0,
         reduction: Reduction = "mean",
@@ -112,7 +112,7 @@ class NLLLoss(nn.Module):
     def __init__(
         self,
         *,
-        weight: Tensor | None = None,
+        weight: NonNegativeTensor | None = None,
         ignore_index: int = -100,
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
@@ -170,8 +170,8 @@ class BCEWithLogitsLoss(nn.Module):
     def __init__(
         self,
         *,
-        weight: Tensor | None = None,
-        pos_weight: Tensor | None = None,
+        weight: NonNegativeTensor | None = None,
+        pos_weight: NonNegativeTensor | None = None,
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
@@ -224,7 +224,7 @@ class BCELoss(nn.Module):
     def __init__(
         self,
         *,
-        weight: Tensor | None = None,
+        weight: NonNegativeTensor | None = None,
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
