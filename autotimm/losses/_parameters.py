@@ -79,8 +79,8 @@ def read_signature(loss_class: type) -> Signature:
 
     Example:
         >>> import torch.nn as nn
-        >>> [p.type for p in read_signature(nn.SmoothL1Loss).parameters]
-        ['Any', 'Any', 'Any', 'Any']
+        >>> [f"{p.name}: {p.type}" for p in read_signature(nn.SmoothL1Loss).parameters]
+        ['size_average: Any', 'reduce: Any', 'reduction: str', 'beta: float']
     """
     init = constructor_of(loss_class)
     owner = next(c for c in loss_class.__mro__ if vars(c).get("__init__") is init)

@@ -64,8 +64,9 @@ class ResolvedLoss:
 
         Example:
             >>> from autotimm.losses import get_loss
-            >>> resolve_loss(get_loss("dice", smooth=0.5)).to_hparam({"ignore_index": 0})
-            {'name': 'dice', 'params': {'smooth': 0.5, 'ignore_index': 255}}
+            >>> stored = resolve_loss(get_loss("dice", smooth=0.5)).to_hparam({"ignore_index": 0})
+            >>> stored["name"], stored["params"]
+            ('dice', {'smooth': 0.5, 'ignore_index': 255})
         """
         if self.spec is None or self.entry is None:
             cls = type(self.module)
@@ -108,8 +109,8 @@ def resolve_loss(
 
     Example:
         >>> resolved = resolve_loss("dice", context={"num_classes": 3, "lr": 0.1})
-        >>> resolved.spec.model_dump(mode="json")
-        {'name': 'dice', 'params': {'num_classes': 3}}
+        >>> resolved.spec.name, resolved.spec.params
+        ('dice', {'num_classes': 3})
     """
     if isinstance(loss, nn.Module):
         if kwargs:

@@ -16,11 +16,11 @@ from autotimm.losses import (
     FocalLoss,
     LossConfigError,
     LossSpec,
+    UnknownLossError,
     get_entry,
     get_loss,
     get_loss_registry,
     list_available_losses,
-    UnknownLossError,
     register_custom_loss,
 )
 
@@ -138,14 +138,13 @@ def test_loss_spec_rejects_what_would_not_build() -> None:
         LossSpec(name="dcie")
     with pytest.raises(LossConfigError, match="alpha: expected float"):
         LossSpec.model_validate({"name": "focal", "params": {"alpha": object()}})
-    with pytest.raises(LossConfigError, match="cls_loss=.*cannot be stored as plain data"):
+    with pytest.raises(LossConfigError, match=r"cls_loss=.*cannot be stored as plain data"):
         LossSpec(name="fcos", params={"cls_loss": get_loss("focal", reduction="sum")})
     with pytest.raises(ValidationError):  # not a registry problem: pydantic's own error
         LossSpec.model_validate({"name": "focal", "extra_key": 1})
 
 
 def test_spec_of_a_directly_constructed_registered_loss() -> None:
-    registry = get_loss_registry()
     spec = LossSpec.of(FocalLoss(alpha=0.3, gamma=2.5))
     assert spec == LossSpec(name="focal", params={"alpha": 0.3, "gamma": 2.5})
     rebuilt = spec.build()
