@@ -11,9 +11,9 @@
 ...     get_loss_registry().get_loss("scaled", scale=2.0).scale
 2.0
 
-Everything about one loss is its :class:`LossEntry`; :class:`LossRegistry` maps names and
-aliases to entries. The constructor's signature is read at registration (:mod:`._parameters`),
-its pydantic model built on first use (:mod:`._schema`), errors are in :mod:`.errors`.
+Everything about one loss is its :class:`LossEntry` (``_entry.py``: validate, build, read an
+instance back); :class:`LossRegistry` maps names and aliases to entries, and this module also
+holds the global registry and its functions. Errors are in :mod:`autotimm.losses.errors`.
 """
 
 from __future__ import annotations
@@ -21,38 +21,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import functools
 import importlib.metadata
 import re
 import sys
 import threading
 import types
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from torch import nn
 
-from autotimm.losses._parameters import (
-    ParameterInfo,
-    Signature,
-    constructor_of,
-    plain_text,
-    read_signature,
-    signature_summary,
-)
-from autotimm.losses._rebuild import arguments_from_attributes
-from autotimm.losses._schema import ParamSchema, build_schema
+from autotimm.losses._entry import LossEntry
+from autotimm.losses._parameters import constructor_of, plain_text
 from autotimm.losses._typed_lookups import TypedLookups
 from autotimm.losses._types import INPUT_KINDS, TARGET_KINDS, TASKS, InputKind, TargetKind, Task
-from autotimm.losses.errors import (
-    ArgumentProblem,
-    LossConfigError,
-    LossRegistrationError,
-    UnknownLossError,
-    problems_from_validation_error,
-)
+from autotimm.losses.errors import LossConfigError, LossRegistrationError, UnknownLossError
 
 __all__ = [
     "LossConfigError",
@@ -76,112 +61,6 @@ CUSTOM = "custom"
 """The ``get_loss_info`` key (and ``list_losses`` task filter) of losses with no task."""
 PLUGIN_GROUP = "autotimm.losses"
 """Entry-point group through which installed packages contribute losses."""
-_ARGUMENTS = "_autotimm_loss_arguments"
-"""Where a loss built by the registry keeps its validated constructor arguments."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class LossEntry:
-    """Everything the registry knows about one loss. Immutable; the schema is built lazily.
-
-    An entry pickles without its cached signature and schema (they are rebuilt on use), so
-    models that hold one pickle and deep-copy.
-    """
-
-    name: str
-    loss_class: type[nn.Module]
-    tasks: tuple[Task, ...]
-    aliases: tuple[str, ...] = ()
-    expects: InputKind = "logits"
-    target: TargetKind = "class_indices"
-    defined_at: str = ""
-
-    @property
-    def class_path(self) -> str:
-        """Where the class is defined: ``module.QualName``."""
-        return f"{self.loss_class.__module__}.{self.loss_class.__qualname__}"
-
-    @functools.cached_property
-    def signature(self) -> Signature:
-        """The constructor's keyword parameters, read (and checked) at registration."""
-        return read_signature(self.loss_class)
-
-    @property
-    def parameters(self) -> tuple[ParameterInfo, ...]:
-        """The constructor's keyword parameters with rendered types, defaults and docs."""
-        return self.signature.parameters
-
-    @functools.cached_property
-    def _schema(self) -> ParamSchema:
-        return build_schema(self.loss_class, self.signature)
-
-    @property
-    def schema(self) -> type[BaseModel]:
-        """The pydantic model of the constructor's parameters (``extra="forbid"``, strict)."""
-        return self._schema.model
-
-    def validate(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate ``kwargs``; return only the explicitly passed values, as validated.
-
-        Python values and their plain-data form (lists for tensors, an enum's value) are both
-        accepted, so configs and checkpoints take the same path.
-
-        Raises:
-            LossConfigError: listing every unknown, mistyped, out-of-range or missing argument.
-        """
-        try:
-            return self._schema.validate(kwargs)
-        except ValidationError as error:
-            expected = {p.name: p.type for p in self.parameters}
-            problems = problems_from_validation_error(error, expected=expected, given=kwargs)
-            raise self._config_error(problems) from None
-
-    def build(self, **kwargs: Any) -> nn.Module:
-        """Validate ``kwargs`` and instantiate the loss with exactly the values passed.
-
-        The loss remembers its validated arguments, so a spec of it needs no second validation.
-        """
-        arguments = self.validate(kwargs)
-        loss = self.loss_class(**arguments)
-        loss.__dict__[_ARGUMENTS] = arguments
-        return loss
-
-    def arguments_of(self, loss: nn.Module) -> dict[str, Any] | None:
-        """The constructor arguments that rebuild ``loss``, an instance of this entry's class.
-
-        Recorded when the registry built it; otherwise read from the attributes named like the
-        parameters and checked by rebuilding (``None`` when that does not give the same loss).
-        """
-        recorded = loss.__dict__.get(_ARGUMENTS)
-        if recorded is not None:
-            return dict(recorded)
-        if type(loss) is not self.loss_class:
-            return None
-        return arguments_from_attributes(loss, self.parameters, lambda a: self.build(**a))
-
-    def dump(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """Validated arguments as plain JSON data (tensors as lists, enums as their values).
-
-        Raises:
-            LossConfigError: an argument that plain data cannot hold (e.g. a module instance).
-        """
-        try:
-            return self._schema.dump(arguments)
-        except ValueError as error:
-            argument = str(error).split("=", 1)[0]
-            problem = ArgumentProblem(argument, str(error), given=arguments.get(argument))
-            raise self._config_error([problem]) from None
-
-    def _config_error(self, problems: Sequence[ArgumentProblem]) -> LossConfigError:
-        return LossConfigError(
-            self.name,
-            problems,
-            where=f" ({self.class_path})",
-            accepted=signature_summary(self.parameters),
-        )
-
-    def __getstate__(self) -> dict[str, Any]:  # the cached schema is a class made at run time
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 class LossRegistry(TypedLookups):

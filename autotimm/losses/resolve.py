@@ -16,8 +16,9 @@ from typing import Any, Union
 
 from torch import nn
 
+from autotimm.losses._entry import LossEntry
 from autotimm.losses._types import InputKind, TargetKind
-from autotimm.losses.registry import LossEntry, get_loss_registry
+from autotimm.losses.registry import get_loss_registry
 from autotimm.losses.spec import LossSpec, find_entry
 
 __all__ = ["LossLike", "ResolvedLoss", "resolve_loss"]

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_va
 from torch import nn
 from typing_extensions import Self
 
+from autotimm.losses._entry import LossEntry
 from autotimm.losses.errors import LossConfigError, UnknownLossError
-from autotimm.losses.registry import LossEntry, get_loss_registry
+from autotimm.losses.registry import get_loss_registry
 
 __all__ = ["LossSpec", "find_entry"]
 
