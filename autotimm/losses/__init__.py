@@ -11,6 +11,7 @@ validated arguments, list them by task, or register your own::
 ``import autotimm.losses`` imports neither timm nor lightning.
 """
 
+from autotimm.losses._entry import LossEntry
 from autotimm.losses._parameters import ParameterInfo
 from autotimm.losses._typed_lookups import BuiltinLossName
 from autotimm.losses._types import InputKind, Reduction, TargetKind, Task
@@ -36,7 +37,6 @@ from autotimm.losses.errors import (
     UnknownLossError,
 )
 from autotimm.losses.registry import (
-    LossEntry,
     LossRegistry,
     describe,
     get_entry,

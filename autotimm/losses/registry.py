@@ -37,14 +37,10 @@ from autotimm.losses._entry import LossEntry
 from autotimm.losses._parameters import constructor_of, plain_text
 from autotimm.losses._typed_lookups import TypedLookups
 from autotimm.losses._types import INPUT_KINDS, TARGET_KINDS, TASKS, InputKind, TargetKind, Task
-from autotimm.losses.errors import LossConfigError, LossRegistrationError, UnknownLossError
+from autotimm.losses.errors import LossRegistrationError, UnknownLossError
 
 __all__ = [
-    "LossConfigError",
-    "LossEntry",
-    "LossRegistrationError",
     "LossRegistry",
-    "UnknownLossError",
     "describe",
     "get_entry",
     "get_loss",
