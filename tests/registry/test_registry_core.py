@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import torch
 from helpers import BACKBONE, ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import autotimm.losses
@@ -173,6 +175,36 @@ def test_d_model_arguments_with_nan_class_weights_fail_at_construction() -> None
         ImageClassifier(
             BACKBONE, num_classes=3, loss_kwargs={"weight": [-1.0, 1.0, 1.0]}, pretrained=False
         )
+
+
+@settings(max_examples=200, deadline=None)
+@given(weights=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1))
+def test_d_weights_are_accepted_exactly_when_finite_and_non_negative(weights: list[float]) -> None:
+    valid = all(w == w and abs(w) != float("inf") and w >= 0 for w in weights)
+    try:
+        loss = get_loss("ce", weight=weights)
+    except LossConfigError as error:
+        assert not valid and error.problems[0].given is weights
+    else:
+        assert valid and loss.weight.tolist() == weights
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(["dice", "tversky", "focal", "jaccard"]),
+    smooth=st.floats(0, 5, width=32),
+    alpha=st.floats(0, 1, width=32),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+)
+def test_e_a_directly_built_builtin_rebuilds_from_its_spec(
+    name: str, smooth: float, alpha: float, reduction: str
+) -> None:
+    accepted = {p.name for p in get_entry(name).parameters}
+    wanted = {"smooth": smooth, "alpha": alpha, "reduction": reduction}
+    loss = get_entry(name).loss_class(**{k: v for k, v in wanted.items() if k in accepted})
+    spec = LossSpec.of(loss)
+    assert spec is not None
+    assert same_state(LossSpec.model_validate_json(spec.model_dump_json()).build(), loss)
 
 
 def test_d_valid_weights_still_build_and_round_trip() -> None:
@@ -407,8 +439,8 @@ def test_entries_resolved_losses_and_every_builtin_pickle() -> None:
     for loss in [get_loss("dice", num_classes=3), FocalLoss(alpha=0.5), get_loss("fcos")]:
         again = pickle.loads(pickle.dumps(loss))
         assert same_state(again, loss)
-    for given in ("dice", {"name": "ce", "params": {"weight": [1.0, 2.0]}}, DiceLoss(smooth=2.0)):
-        resolved = resolve_loss(given)
+    for loss_fn in ("dice", {"name": "ce", "params": {"weight": [1.0, 2.0]}}, DiceLoss(smooth=2.0)):
+        resolved = resolve_loss(loss_fn)
         again = pickle.loads(pickle.dumps(resolved))
         assert again.spec == resolved.spec and same_state(again.module, resolved.module)
         assert again.entry is not None and again.entry.name == resolved.entry.name  # type: ignore[union-attr]
