@@ -321,6 +321,7 @@ def test_h_a_spec_names_the_module_to_import_when_its_loss_is_unknown() -> None:
     assert spec.class_path == "autotimm.losses.segmentation.DiceLoss"
 
 
+@pytest.mark.slow
 def test_h_a_checkpoint_of_a_custom_loss_names_its_module_in_a_fresh_process(
     tmp_path: Path,
 ) -> None:
@@ -542,6 +543,7 @@ def test_the_loss_package_has_no_import_cycles() -> None:
     assert graph[f"{package}.registry"].isdisjoint({f"{package}.spec", f"{package}.resolve"})
 
 
+@pytest.mark.slow
 def test_each_loss_module_imports_alone_in_a_fresh_interpreter() -> None:
     folder = Path(autotimm.losses.__file__).parent
     modules = sorted(f"autotimm.losses.{p.stem}" for p in folder.glob("*.py"))
