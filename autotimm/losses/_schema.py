@@ -55,11 +55,12 @@ class ParamSchema:
             pydantic.ValidationError: every problem at once.
         """
         validated = self.model.model_validate(arguments)
-        values, extra = validated.__dict__, validated.__pydantic_extra__ or {}
-        return {
-            name: values[field] if field in values else extra[name]
-            for name, field in ((name, self.fields.get(name, name)) for name in arguments)
-        }
+        values, extra = validated.__dict__, validated.__pydantic_extra__
+        if not (self.fields or extra):  # the common case, kept fast: get_loss runs it
+            return {name: values[name] for name in arguments}
+        fields, extra = self.fields, extra or {}
+        found = {name: fields.get(name, name) for name in arguments}
+        return {name: values[f] if f in values else extra[name] for name, f in found.items()}
 
     def dump(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Validated ``values`` as plain JSON data: tensors as lists, enums as their values.
