@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,26 +59,37 @@ def _losses_list(args: argparse.Namespace) -> int:
 
 def _losses_show(args: argparse.Namespace) -> int:
     from autotimm.losses import get_loss_registry
+    from autotimm.losses._parameters import plain_text
 
     entry = get_loss_registry().get_entry(args.name)
     if args.json:
         print(json.dumps(entry.schema.model_json_schema(), indent=2))
         return 0
-    cls = entry.loss_class
-    print(f"{entry.name}  ({cls.__module__}.{cls.__qualname__})")
-    summary = (cls.__doc__ or "").strip().splitlines()
+    width = shutil.get_terminal_size().columns
+    print(f"{entry.name}  ({entry.class_path})")
+    summary = plain_text(entry.loss_class.__doc__ or "").strip().splitlines()
     if summary:
-        print(f"  {summary[0]}")
-    print(
-        f"  tasks: {', '.join(entry.tasks) or 'custom'}   aliases: "
-        f"{', '.join(entry.aliases) or '-'}   expects: {entry.expects}   targets: {entry.target}"
-    )
+        print(textwrap.indent(plain_text(summary[0], width - 2), "  "))
+    facts = [
+        f"tasks: {', '.join(entry.tasks) or 'custom'}",
+        f"aliases: {', '.join(entry.aliases) or '-'}",
+        f"expects: {entry.expects}",
+        f"targets: {entry.target}",
+    ]
+    line = ""
+    for fact in facts:  # as many per line as fit
+        if line and len(line) + 3 + len(fact) > width - 2:
+            print(f"  {line}")
+            line = ""
+        line = f"{line}   {fact}" if line else fact
+    print(f"  {line}")
     print()
     table = [("parameter", "type", "default", "constraint", "description")]
     for p in entry.parameters:
         default = "(required)" if p.required else repr(p.default)
-        table.append((p.name, p.base_type, default, p.constraint or "-", p.description or ""))
-    _print_table(table)
+        description = plain_text(p.description or "")
+        table.append((p.name, p.base_type, default, p.constraint or "-", description))
+    _print_table(table, width=width)
     return 0
 
 
@@ -137,13 +150,29 @@ def _data_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(rows: Sequence[Sequence[Any]]) -> None:
+def _print_table(rows: Sequence[Sequence[Any]], width: int | None = None) -> None:
+    """Columns padded to their widest cell. With ``width``, the last column wraps to fit; when
+    the other columns leave it too little room, it goes on indented lines below its row."""
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    indent = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    below = width is not None and width - indent < 24
+    if width is not None:
+        widths[-1] = min(widths[-1], width - (4 if below else indent))
     for index, row in enumerate(rows):
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
-        print("  ".join(cells).rstrip())
+        *cells, last = [str(cell) for cell in row]
+        lines = textwrap.wrap(last, widths[-1]) if width is not None else [last]
+        padded = [cell.ljust(w) for cell, w in zip(cells, widths)]
+        if below and index > 0:
+            print("  ".join(padded).rstrip())
+            for line in lines:
+                print(f"    {line}")
+            continue
+        print("  ".join([*padded, lines[0] if lines else ""]).rstrip())
+        for line in lines[1:]:
+            print(" " * indent + line)
         if index == 0:
-            print("  ".join("-" * width for width in widths))
+            rule = [*widths[:-1], len(last) if below else widths[-1]]
+            print("  ".join("-" * w for w in rule))
 
 
 def build_parser() -> argparse.ArgumentParser:

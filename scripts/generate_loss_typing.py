@@ -23,94 +23,78 @@ HEADER = '''\
 Do not edit by hand: run ``python scripts/generate_loss_typing.py`` after adding a built-in loss
 (a test fails while this file is out of date).
 
-``get_loss(name, **kwargs)`` is inferred as the loss class for every built-in name, and still
-accepts any ``str`` (config values, custom and plugin losses) returning ``nn.Module``. Because
-of that ``str`` fallback a type checker cannot flag bad kwargs there: a call that fails the
-specific overload silently matches the general one. ``get_loss_class(name)(...)`` is the fully
-checked path: the constructor call is checked against the real signature.
+Types only: :class:`~autotimm.losses.LossRegistry` defines ``get_loss`` and ``get_loss_class``;
+type checkers read them here, with one overload per built-in name. ``get_loss(name, **kwargs)``
+is inferred as the loss class for every built-in name, and still accepts any ``str`` (config
+values, custom and plugin losses) returning ``nn.Module``. Because of that ``str`` fallback a
+type checker cannot flag bad kwargs there: a call that fails the specific overload silently
+matches the general one. ``get_loss_class(name)(...)`` is the fully checked path: the
+constructor call is checked against the real signature.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from torch import nn
-from typing_extensions import overload
-
 if TYPE_CHECKING:
+    from torch import nn
+    from typing_extensions import overload
+
 '''
 
 
-def render() -> str:
-    """The module's source text, from the live registry's built-in entries."""
+def builtin_names() -> list[tuple[str, str, str]]:
+    """``(name or alias, class module, class qualname)`` of every built-in loss, sorted."""
     sys.path.insert(0, str(ROOT))
     from autotimm.losses import get_loss_registry
 
     entries = [e for e in get_loss_registry() if e.loss_class.__module__.startswith("autotimm.")]
-    names = sorted((n, e) for e in entries for n in (e.name, *e.aliases))
-    imports: dict[str, set[str]] = {"autotimm.losses.registry": {"LossEntry"}}
-    for entry in entries:
-        imports.setdefault(entry.loss_class.__module__, set()).add(entry.loss_class.__qualname__)
-    lines = [HEADER.rstrip("\n")]
+    return sorted(
+        (name, e.loss_class.__module__, e.loss_class.__qualname__)
+        for e in entries
+        for name in (e.name, *e.aliases)
+    )
+
+
+def render() -> str:
+    """The module\'s source text, from the live registry\'s built-in entries."""
+    names = builtin_names()
+    imports: dict[str, set[str]] = {}
+    for _, module, cls in names:
+        imports.setdefault(module, set()).add(cls)
+    lines = [HEADER.rstrip("\n"), ""]
     for module in sorted(imports):
         lines.append(f"    from {module} import (")
         lines += [f"        {name}," for name in sorted(imports[module], key=str.lower)]
         lines.append("    )")
     lines += ["", '__all__ = ["BuiltinLossName", "TypedLookups"]', ""]
     lines.append("BuiltinLossName = Literal[")
-    lines += [f'    "{name}",' for name, _ in names]
+    lines += [f'    "{name}",' for name, _, _ in names]
     lines += ["]", '"""Every built-in loss name and alias."""', "", ""]
     lines += [
         "class TypedLookups:",
-        '    """``get_loss`` and ``get_loss_class`` with one overload per built-in name."""',
+        '    """``get_loss`` and ``get_loss_class`` as type checkers see them (types only)."""',
         "",
-        "    def get_entry(self, name: str) -> LossEntry:",
-        "        raise NotImplementedError",
-        "",
+        "    if TYPE_CHECKING:",
     ]
-    for name, entry in names:
-        cls = entry.loss_class.__qualname__
-        lines += ["    @overload", *_stub("get_loss", f'Literal["{name}"], /, **kwargs: Any', cls)]
+    for name, _, cls in names:
+        parameters = f'Literal["{name}"], /, **kwargs: Any'
+        lines += ["        @overload", *_stub("get_loss", parameters, cls)]
     lines += [
-        "    @overload",
-        "    def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...",
-        "    def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module:",
-        '        """Validate ``kwargs`` against the loss\'s schema, then instantiate it.',
-        "",
-        "        Only the arguments you pass reach the constructor, so the class keeps its own",
-        "        defaults. Exceptions raised by the loss's own ``__init__`` propagate unchanged.",
-        "",
-        "        Raises:",
-        "            UnknownLossError: ``name`` is neither a name nor an alias (with suggestions).",
-        "            LossConfigError: arguments are unknown, mistyped, out of range or missing.",
-        "",
-        "        Example:",
-        "            >>> from autotimm.losses import get_loss_registry",
-        '            >>> dice = get_loss_registry().get_loss("dice", num_classes=10, smooth=1.0)',
-        "            >>> type(dice).__name__",
-        "            'DiceLoss'",
-        '        """',
-        "        return self.get_entry(name).build(**kwargs)",
+        "        @overload",
+        "        def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...",
+        "        def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...",
         "",
     ]
-    for name, entry in names:
-        cls = entry.loss_class.__qualname__
+    for name, _, cls in names:
         lines += [
-            "    @overload",
+            "        @overload",
             *_stub("get_loss_class", f'Literal["{name}"], /', f"type[{cls}]"),
         ]
     lines += [
-        "    @overload",
-        "    def get_loss_class(self, name: str, /) -> type[nn.Module]: ...",
-        "    def get_loss_class(self, name: str, /) -> type[nn.Module]:",
-        '        """The class registered under a name or alias: construct it fully type-checked.',
-        "",
-        "        Example:",
-        "            >>> from autotimm.losses import get_loss_registry",
-        '            >>> get_loss_registry().get_loss_class("ce").__name__',
-        "            'CrossEntropyLoss'",
-        '        """',
-        "        return self.get_entry(name).loss_class",
+        "        @overload",
+        "        def get_loss_class(self, name: str, /) -> type[nn.Module]: ...",
+        "        def get_loss_class(self, name: str, /) -> type[nn.Module]: ...",
         "",
     ]
     return "\n".join(lines)
@@ -118,13 +102,13 @@ def render() -> str:
 
 def _stub(method: str, parameters: str, returns: str) -> list[str]:
     """One overload stub, wrapped the way ``ruff format`` wraps it when it is too long."""
-    line = f"    def {method}(self, name: {parameters}) -> {returns}: ..."
+    line = f"        def {method}(self, name: {parameters}) -> {returns}: ..."
     if len(line) <= 100:
         return [line]
     return [
-        f"    def {method}(",
-        f"        self, name: {parameters}",
-        f"    ) -> {returns}: ...",
+        f"        def {method}(",
+        f"            self, name: {parameters}",
+        f"        ) -> {returns}: ...",
     ]
 
 

@@ -380,7 +380,7 @@ def _unknown(what: str, name: str, known: list[str]) -> str:
 
 
 def _expected(parameter: Parameter) -> str:
-    from autotimm.losses._schema import format_annotation
+    from autotimm.losses._parameters import format_annotation
 
     return format_annotation(parameter.annotation)
 

@@ -11,7 +11,8 @@ validated arguments, list them by task, or register your own::
 ``import autotimm.losses`` imports neither timm nor lightning.
 """
 
-from autotimm.losses._schema import ArgumentProblem, LossConfigError, ParameterInfo
+from autotimm.losses._entry import LossEntry
+from autotimm.losses._parameters import ParameterInfo
 from autotimm.losses._typed_lookups import BuiltinLossName
 from autotimm.losses._types import InputKind, Reduction, TargetKind, Task
 from autotimm.losses.classification import (
@@ -29,11 +30,14 @@ from autotimm.losses.detection import (
     FocalLoss,
     GIoULoss,
 )
-from autotimm.losses.registry import (
-    LossEntry,
+from autotimm.losses.errors import (
+    ArgumentProblem,
+    LossConfigError,
     LossRegistrationError,
-    LossRegistry,
     UnknownLossError,
+)
+from autotimm.losses.registry import (
+    LossRegistry,
     describe,
     get_entry,
     get_loss,

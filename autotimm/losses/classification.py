@@ -14,7 +14,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from autotimm.losses import functional as LF
-from autotimm.losses._types import NumClasses, Probability, Reduction
+from autotimm.losses._types import NonNegativeTensor, NumClasses, Probability, Reduction
 from autotimm.losses.registry import register_loss
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "MSELoss", "NLLLoss"]
@@ -97,7 +97,7 @@ class CrossEntropyLoss(_WeightedClassLoss):
     def __init__(
         self,
         *,
-        weight: Tensor | None = None,
+        weight: NonNegativeTensor | None = None,
         ignore_index: int = -100,
         label_smoothing: Probability = 0.0,
         reduction: Reduction = "mean",
@@ -159,7 +159,7 @@ class NLLLoss(_WeightedClassLoss):
     def __init__(
         self,
         *,
-        weight: Tensor | None = None,
+        weight: NonNegativeTensor | None = None,
         ignore_index: int = -100,
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
@@ -233,8 +233,8 @@ class BCEWithLogitsLoss(_BinaryTargetLoss):
     def __init__(
         self,
         *,
-        weight: Tensor | None = None,
-        pos_weight: Tensor | None = None,
+        weight: NonNegativeTensor | None = None,
+        pos_weight: NonNegativeTensor | None = None,
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:
@@ -280,7 +280,7 @@ class BCELoss(_BinaryTargetLoss):
     def __init__(
         self,
         *,
-        weight: Tensor | None = None,
+        weight: NonNegativeTensor | None = None,
         reduction: Reduction = "mean",
         num_classes: NumClasses | None = None,
     ) -> None:

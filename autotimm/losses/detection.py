@@ -222,7 +222,7 @@ def _component(value: str | nn.Module, argument: str) -> nn.Module:
                 stacklevel=4,
             )
         return value
-    from autotimm.losses._schema import ArgumentProblem, LossConfigError
+    from autotimm.losses.errors import ArgumentProblem, LossConfigError
     from autotimm.losses.registry import get_loss_registry
 
     registry = get_loss_registry()

@@ -10,6 +10,10 @@
 ...             self.scale = scale
 ...     get_loss_registry().get_loss("scaled", scale=2.0).scale
 2.0
+
+Everything about one loss is its :class:`LossEntry` (``_entry.py``: validate, build, read an
+instance back); :class:`LossRegistry` maps names and aliases to entries, and this module also
+holds the global registry and its functions. Errors are in :mod:`autotimm.losses.errors`.
 """
 
 from __future__ import annotations
@@ -17,39 +21,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import functools
 import importlib.metadata
 import re
 import sys
 import threading
+import types
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from torch import nn
 
-from autotimm.losses._schema import (
-    LossConfigError,
-    ParameterInfo,
-    build_param_model,
-    constructor_of,
-    describe_parameters,
-    problems_from_validation_error,
-    signature_summary,
-)
+from autotimm.losses._entry import LossEntry
+from autotimm.losses._parameters import constructor_of, plain_text
 from autotimm.losses._typed_lookups import TypedLookups
-from autotimm.losses._types import TASKS, InputKind, TargetKind, Task
-
-if TYPE_CHECKING:
-    from autotimm.losses.spec import LossSpec
+from autotimm.losses._types import INPUT_KINDS, TARGET_KINDS, TASKS, InputKind, TargetKind, Task
+from autotimm.losses.errors import LossRegistrationError, UnknownLossError
 
 __all__ = [
-    "LossConfigError",
-    "LossEntry",
-    "LossRegistrationError",
     "LossRegistry",
-    "UnknownLossError",
     "describe",
     "get_entry",
     "get_loss",
@@ -66,81 +57,14 @@ CUSTOM = "custom"
 """The ``get_loss_info`` key (and ``list_losses`` task filter) of losses with no task."""
 PLUGIN_GROUP = "autotimm.losses"
 """Entry-point group through which installed packages contribute losses."""
-_INIT_KWARGS = "_autotimm_init_kwargs"
-
-
-class UnknownLossError(ValueError):
-    """No loss is registered under the requested name or alias."""
-
-
-class LossRegistrationError(ValueError):
-    """A registration would silently replace or shadow an existing loss."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class LossEntry:
-    """Everything the registry knows about one loss. Immutable; the schema is built lazily."""
-
-    name: str
-    loss_class: type[nn.Module]
-    tasks: tuple[Task, ...]
-    aliases: tuple[str, ...] = ()
-    expects: InputKind = "logits"
-    target: TargetKind = "class_indices"
-    defined_at: str = ""
-
-    @functools.cached_property
-    def schema(self) -> type[BaseModel]:
-        """The pydantic model of the constructor's parameters (``extra="forbid"``, strict)."""
-        return build_param_model(self.loss_class)
-
-    @functools.cached_property
-    def parameters(self) -> tuple[ParameterInfo, ...]:
-        """The constructor's keyword parameters with rendered types, defaults and docs."""
-        return describe_parameters(self.loss_class)
-
-    def validate(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate ``kwargs``; return only the explicitly passed values, as validated.
-
-        Raises:
-            LossConfigError: listing every unknown, mistyped, out-of-range or missing argument.
-        """
-        try:
-            validated = self.schema.model_validate(kwargs)
-        except ValidationError as error:
-            raise self._config_error(error, kwargs) from None
-        values = validated.__dict__
-        extra = validated.__pydantic_extra__ or {}
-        return {key: values[key] if key in values else extra[key] for key in kwargs}
-
-    def validate_json(self, params: Mapping[str, Any]) -> BaseModel:
-        """Validate plain (JSON) data, as stored in configs and checkpoints, in JSON mode."""
-        import json
-
-        try:
-            return self.schema.model_validate_json(json.dumps(params))
-        except ValidationError as error:
-            raise self._config_error(error, params) from None
-
-    def build(self, **kwargs: Any) -> nn.Module:
-        """Validate ``kwargs`` and instantiate the loss with exactly the values passed."""
-        return self.loss_class(**self.validate(kwargs))
-
-    def _config_error(self, error: ValidationError, kwargs: Mapping[str, Any]) -> LossConfigError:
-        parameters = {p.name: p for p in self.parameters}
-        problems = problems_from_validation_error(error, parameters=parameters, kwargs=kwargs)
-        where = f" ({self.loss_class.__module__}.{self.loss_class.__qualname__})"
-        return LossConfigError(
-            self.name, problems, where=where, accepted=signature_summary(self.parameters)
-        )
 
 
 class LossRegistry(TypedLookups):
     """A thread-safe map from loss names and aliases to :class:`LossEntry`.
 
     Use the global instance from :func:`get_loss_registry`; separate instances are for tests.
-    ``get_loss`` and ``get_loss_class`` come from :class:`TypedLookups`, generated with one
-    typed overload per built-in name so editors infer the loss class.
+    For type checkers ``get_loss`` and ``get_loss_class`` have one overload per built-in name
+    (generated into :class:`TypedLookups`), so editors infer the loss class.
     """
 
     def __init__(self, *, plugin_group: str | None = None) -> None:
@@ -168,8 +92,14 @@ class LossRegistry(TypedLookups):
         """Register ``loss_class`` under ``name`` (and ``alias``); return its entry.
 
         Re-registering the same class (same module and qualified name, as after a module reload
-        or a re-run notebook cell) replaces it silently; anything else that would replace or
-        shadow an existing name needs ``override=True``.
+        or a re-run notebook cell) replaces its entry, aliases included; anything else that
+        would replace or shadow an existing name needs ``override=True``. The class itself is
+        never modified.
+
+        Raises:
+            LossRegistrationError: a name collision, or a constructor the registry cannot
+                validate (a positional-only parameter, an annotation that does not resolve).
+            ValueError: an unknown ``task``, ``expects`` or ``target``.
 
         Example:
             >>> import torch.nn as nn
@@ -180,49 +110,49 @@ class LossRegistry(TypedLookups):
         _check_loss_class(loss_class)
         _check_name(name, "name")
         aliases = _as_tuple(alias, "alias")
-        tasks = _as_tasks(task)
+        entry = LossEntry(
+            name=name,
+            loss_class=loss_class,
+            tasks=_as_tasks(task),
+            aliases=aliases,
+            expects=_check_kind(expects, "expects", INPUT_KINDS),
+            target=_check_kind(target, "target", TARGET_KINDS),
+            defined_at=_defined_at(loss_class),
+        )
+        entry.signature  # noqa: B018 - read the constructor now: refuse what cannot be validated
         with self._lock:
             existing = self._lookup(name)
             if existing is not None and existing.name != name:
                 self._refuse(override, f"{name!r} is already an alias of", existing)
-            if (
-                existing is not None
-                and existing.name == name
-                and not _same_class(existing, loss_class)
-            ):
+            if existing is not None and existing.name == name and not _same_class(existing, entry):
                 self._refuse(override, f"the name {name!r} is already taken by", existing)
             for a in aliases:
+                if a == name:
+                    raise LossRegistrationError(f"alias {a!r} is the same as the loss name")
                 owner = self._lookup(a)
                 if owner is not None and owner.name != name:
                     self._refuse(override, f"the alias {a!r} is already used by", owner)
-                if a == name:
-                    raise LossRegistrationError(f"alias {a!r} is the same as the loss name")
-            kept = existing.aliases if existing is not None and existing.name == name else ()
-            entry = LossEntry(
-                name=name,
-                loss_class=loss_class,
-                tasks=tasks,
-                aliases=tuple(dict.fromkeys((*kept, *aliases))),
-                expects=expects,
-                target=target,
-                defined_at=_defined_at(loss_class),
-            )
             self._insert(entry)
-        _record_init_kwargs(loss_class)
         return entry
 
     def _insert(self, entry: LossEntry) -> None:
-        # with override=True a name or alias may move from one entry to another: detach it first
-        for key in (entry.name, *entry.aliases):
-            owner = self._aliases.pop(key, None)
-            if owner is not None and owner != entry.name and owner in self._entries:
+        if entry.name in self._entries:  # replaced as a whole: its old aliases go too
+            self._remove(entry.name)
+        for alias in entry.aliases:  # with override=True an alias may move from another loss
+            owner = self._aliases.pop(alias, None)
+            if owner is not None and owner in self._entries:
                 old = self._entries[owner]
                 self._entries[owner] = dataclasses.replace(
-                    old, aliases=tuple(a for a in old.aliases if a != key)
+                    old, aliases=tuple(a for a in old.aliases if a != alias)
                 )
-        for alias in entry.aliases:
             self._aliases[alias] = entry.name
         self._entries[entry.name] = entry
+
+    def _remove(self, name: str) -> LossEntry:
+        entry = self._entries.pop(name)
+        for alias in entry.aliases:
+            self._aliases.pop(alias, None)
+        return entry
 
     @staticmethod
     def _refuse(override: bool, what: str, existing: LossEntry) -> None:
@@ -236,11 +166,7 @@ class LossRegistry(TypedLookups):
     def unregister(self, name: str) -> LossEntry:
         """Remove a loss (given by name or alias) and all its aliases; return its entry."""
         with self._lock:
-            entry = self.get_entry(name)
-            del self._entries[entry.name]
-            for alias in entry.aliases:
-                self._aliases.pop(alias, None)
-            return entry
+            return self._remove(self.get_entry(name).name)
 
     @contextlib.contextmanager
     def temporary(self) -> Iterator[LossRegistry]:
@@ -273,23 +199,55 @@ class LossRegistry(TypedLookups):
 
         Raises:
             UnknownLossError: a ``ValueError`` naming the closest registered names.
+            TypeError: ``name`` is not a string (e.g. a loss class or ``None``).
         """
-        entry = self._lookup(name) if isinstance(name, str) else None
-        if entry is None and isinstance(name, str):
+        if not isinstance(name, str):
+            raise TypeError(_not_a_name(name))
+        entry = self._lookup(name)
+        if entry is None:
             self._load_plugins()
             entry = self._lookup(name)
         if entry is None:
             raise UnknownLossError(self._unknown_message(name))
         return entry
 
-    def _unknown_message(self, name: object) -> str:
+    def _unknown_message(self, name: str) -> str:
         with self._lock:
             known = sorted([*self._entries, *self._aliases])
         message = f"Unknown loss {name!r}."
-        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         if close:
             message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
         return message + f" Available losses: {', '.join(self.list_losses())}."
+
+    if not TYPE_CHECKING:  # type checkers read the generated overloads of TypedLookups instead
+
+        def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module:
+            """Validate ``kwargs`` against the loss's schema, then instantiate it.
+
+            Only the arguments you pass reach the constructor, so the class keeps its own
+            defaults. Exceptions raised by the loss's own ``__init__`` propagate unchanged.
+
+            Raises:
+                UnknownLossError: ``name`` is neither a name nor an alias (with suggestions).
+                LossConfigError: arguments are unknown, mistyped, out of range or missing.
+                TypeError: ``name`` is not a string.
+
+            Example:
+                >>> dice = get_loss_registry().get_loss("dice", num_classes=10, smooth=1.0)
+                >>> type(dice).__name__
+                'DiceLoss'
+            """
+            return self.get_entry(name).build(**kwargs)
+
+        def get_loss_class(self, name: str, /) -> type[nn.Module]:
+            """The class registered under a name or alias: construct it fully type-checked.
+
+            Example:
+                >>> get_loss_registry().get_loss_class("ce").__name__
+                'CrossEntropyLoss'
+            """
+            return self.get_entry(name).loss_class
 
     def has_loss(self, name: str) -> bool:
         """Whether ``name`` is a registered loss name or alias."""
@@ -311,23 +269,6 @@ class LossRegistry(TypedLookups):
         with self._lock:
             entries = list(self._entries.values())
         return next((e for e in entries if e.loss_class is loss_class), None)
-
-    def spec_of(self, loss: nn.Module) -> LossSpec | None:
-        """The :class:`LossSpec` that rebuilds ``loss``, or ``None`` if it was not registered.
-
-        Works for instances made by ``get_loss`` and for registered classes constructed
-        directly (their constructor arguments are recorded).
-        """
-        from autotimm.losses.spec import LossSpec
-
-        entry = self.entry_for_class(type(loss))
-        recorded = loss.__dict__.get(_INIT_KWARGS)
-        if entry is None or recorded is None:
-            return None
-        try:
-            return LossSpec(name=entry.name, params=recorded)
-        except ValueError:  # an argument that is not plain data (e.g. a module instance)
-            return None
 
     # ------------------------------------------------------------------ listing
     def list_losses(self, task: str | None = None) -> list[str]:
@@ -360,10 +301,9 @@ class LossRegistry(TypedLookups):
     def describe(self, name: str) -> str:
         """A human-readable summary of a loss: tasks, aliases, inputs and parameter table."""
         entry = self.get_entry(name)
-        cls = entry.loss_class
-        summary = (cls.__doc__ or "").strip().splitlines()
+        summary = plain_text(entry.loss_class.__doc__ or "").strip().splitlines()
         lines = [
-            f"{entry.name}: {cls.__module__}.{cls.__qualname__}",
+            f"{entry.name}: {entry.class_path}",
             *([f"  {summary[0]}"] if summary else []),
             f"  tasks:    {', '.join(entry.tasks) or CUSTOM}",
             f"  aliases:  {', '.join(entry.aliases) or '-'}",
@@ -371,11 +311,11 @@ class LossRegistry(TypedLookups):
             f"  defined:  {entry.defined_at}",
             "  parameters:",
         ]
-        for p in entry.parameters or ():
+        for p in entry.parameters:
             default = "required" if p.required else f"= {p.default!r}"
             lines.append(f"    {p.name}: {p.type} {default}")
             if p.description:
-                lines.append(f"        {p.description}")
+                lines.append(f"        {plain_text(p.description)}")
         if not entry.parameters:
             lines.append("    (none)")
         return "\n".join(lines)
@@ -408,6 +348,8 @@ class LossRegistry(TypedLookups):
                 self._plugin_entries[point.name] = self._load_plugin(point)
 
     def _load_plugin(self, point: importlib.metadata.EntryPoint) -> list[LossEntry]:
+        """Import one entry point: a loss class, a module that registers losses on import, or
+        a function that takes the registry. Whatever goes wrong is one warning, never an exit."""
         before = set(self._entries)
         try:
             loaded = point.load()
@@ -416,7 +358,12 @@ class LossRegistry(TypedLookups):
                     self.register_loss(point.name, loaded)
             elif callable(loaded) and not isinstance(loaded, type):
                 loaded(self)
-        except Exception as error:
+            elif not isinstance(loaded, types.ModuleType):
+                raise TypeError(
+                    f"it resolves to {loaded!r}, which is not a loss class (an nn.Module "
+                    "subclass), a module that registers losses, or a function taking the registry"
+                )
+        except (Exception, SystemExit) as error:  # a plugin calling sys.exit must not end us
             dist = point.dist.name if point.dist is not None else "an unknown distribution"
             warnings.warn(
                 f"Loss plugin {point.name!r} ({point.value}) from {dist} failed to load and "
@@ -441,6 +388,16 @@ def _check_name(name: object, what: str) -> None:
         raise ValueError(f"A loss {what} must be a non-empty string without spaces; got {name!r}.")
 
 
+_K = TypeVar("_K", bound=str)
+
+
+def _check_kind(value: _K, what: str, allowed: tuple[_K, ...]) -> _K:
+    if value not in allowed:
+        expected = ", ".join(map(repr, allowed))
+        raise ValueError(f"Unknown {what} {value!r}; expected one of {expected}.")
+    return value
+
+
 def _as_tuple(alias: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
     if alias is None:
         return ()
@@ -461,11 +418,8 @@ def _as_tasks(task: Task | Sequence[Task] | None) -> tuple[Task, ...]:
     return tasks
 
 
-def _same_class(entry: LossEntry, loss_class: type) -> bool:
-    old = entry.loss_class
-    return old is loss_class or (
-        old.__module__ == loss_class.__module__ and old.__qualname__ == loss_class.__qualname__
-    )
+def _same_class(entry: LossEntry, new: LossEntry) -> bool:
+    return entry.loss_class is new.loss_class or entry.class_path == new.class_path
 
 
 def _defined_at(loss_class: type) -> str:
@@ -476,30 +430,14 @@ def _defined_at(loss_class: type) -> str:
     return f"{path}{line}"
 
 
-def _record_init_kwargs(loss_class: type[nn.Module]) -> None:
-    """Wrap ``__init__`` so each instance remembers the arguments it was built with.
-
-    That is what lets a model checkpoint store a directly constructed loss as a ``LossSpec``
-    (name + params) instead of a pickled module. Subclass instances record nothing here.
-    """
-    init = vars(loss_class).get("__init__")
-    if init is None or getattr(init, "__autotimm_records__", False):
-        return
-    import inspect
-
-    signature = inspect.signature(init)
-
-    @functools.wraps(init)
-    def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        if type(self) is loss_class:
-            if args:
-                bound = signature.bind(self, *args, **kwargs).arguments
-                kwargs = {k: v for k, v in bound.items() if k != next(iter(bound))}
-            self.__dict__[_INIT_KWARGS] = kwargs
-
-    __init__.__autotimm_records__ = True  # type: ignore[attr-defined]
-    loss_class.__init__ = __init__  # type: ignore[method-assign]
+def _not_a_name(name: object) -> str:
+    if isinstance(name, type) and issubclass(name, nn.Module):
+        return (
+            f"A loss name (str) is expected; got the class {name.__qualname__}. Pass its "
+            f"registry name, or register it first, e.g. register_custom_loss('my_loss', "
+            f"{name.__qualname__}); a model also accepts an instance, {name.__qualname__}(...)."
+        )
+    return f"A loss name (str) is expected; got {name!r} ({type(name).__name__})."
 
 
 def _default_name(class_name: str) -> str:
@@ -641,3 +579,4 @@ def describe(name: str) -> str:
         dice: autotimm.losses.segmentation.DiceLoss
     """
     return _REGISTRY.describe(name)
+

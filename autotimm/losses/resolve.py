@@ -16,9 +16,10 @@ from typing import Any, Union
 
 from torch import nn
 
+from autotimm.losses._entry import LossEntry
 from autotimm.losses._types import InputKind, TargetKind
-from autotimm.losses.registry import LossEntry, get_loss_registry
-from autotimm.losses.spec import LossSpec, to_plain_params
+from autotimm.losses.registry import get_loss_registry
+from autotimm.losses.spec import LossSpec, find_entry
 
 __all__ = ["LossLike", "ResolvedLoss", "resolve_loss"]
 
@@ -64,20 +65,24 @@ class ResolvedLoss:
 
         Example:
             >>> from autotimm.losses import get_loss
-            >>> resolve_loss(get_loss("dice", smooth=0.5)).to_hparam({"ignore_index": 0})
-            {'name': 'dice', 'params': {'smooth': 0.5, 'ignore_index': 255}}
+            >>> stored = resolve_loss(get_loss("dice", smooth=0.5)).to_hparam({"ignore_index": 0})
+            >>> stored["name"], stored["params"]
+            ('dice', {'smooth': 0.5, 'ignore_index': 255})
         """
         if self.spec is None or self.entry is None:
             cls = type(self.module)
             return f"{_UNREGISTERED}{cls.__module__}.{cls.__qualname__}"
         params = dict(self.spec.params)
-        for parameter in self.entry.parameters:
-            name = parameter.name
-            given = context is not None and context.get(name) is not None
-            if given and name not in params and not parameter.required:
-                params[name] = parameter.default
-        return LossSpec(name=self.spec.name, params=params).model_dump(mode="json")
-
+        implicit = {
+            p.name: p.default
+            for p in self.entry.parameters
+            if context is not None
+            and context.get(p.name) is not None
+            and p.name not in params
+            and not p.required
+        }
+        params.update(self.entry.dump(implicit))  # the defaults are trusted: no validation
+        return self.spec.model_copy(update={"params": params}).model_dump(mode="json")
 
 def resolve_loss(
     loss: LossLike,
@@ -105,17 +110,17 @@ def resolve_loss(
 
     Example:
         >>> resolved = resolve_loss("dice", context={"num_classes": 3, "lr": 0.1})
-        >>> resolved.spec.model_dump(mode="json")
-        {'name': 'dice', 'params': {'num_classes': 3}}
+        >>> resolved.spec.name, resolved.spec.params
+        ('dice', {'num_classes': 3})
     """
-    registry = get_loss_registry()
     if isinstance(loss, nn.Module):
         if kwargs:
             raise TypeError(
                 f"{argument} is a loss instance, so its arguments are already set; "
                 f"loss kwargs {sorted(kwargs)} cannot be applied. Pass a registry name instead."
             )
-        return ResolvedLoss(loss, registry.entry_for_class(type(loss)), registry.spec_of(loss))
+        entry = get_loss_registry().entry_for_class(type(loss))
+        return ResolvedLoss(loss, entry, None if entry is None else LossSpec.of(loss, entry=entry))
     if isinstance(loss, str) and loss.startswith(_UNREGISTERED):
         raise ValueError(
             f"This model was saved with an unregistered loss instance "
@@ -124,23 +129,21 @@ def resolve_loss(
             "or register its class with register_custom_loss so checkpoints can rebuild it."
         )
     if isinstance(loss, str):
-        name, params = loss, {}
+        name, params, class_path = loss, {}, None
     elif isinstance(loss, LossSpec):
-        name, params = loss.name, dict(loss.params)
+        name, params, class_path = loss.name, dict(loss.params), loss.class_path
     elif isinstance(loss, Mapping) and isinstance(loss.get("name"), str):
         name, params = loss["name"], dict(loss.get("params") or {})
+        class_path = loss.get("class_path")
     else:
         raise TypeError(
             f"{argument} must be a registry name, a LossSpec, a dict with 'name' and 'params', "
             f"or an nn.Module instance; got {type(loss).__name__}."
         )
-    entry = registry.get_entry(name)
+    entry = find_entry(name, class_path)  # the one registry lookup
     accepted = {p.name: p for p in entry.parameters}
     merged = {k: v for k, v in (context or {}).items() if k in accepted and v is not None}
-    if isinstance(loss, (LossSpec, Mapping)):  # plain data (configs, checkpoints): JSON mode
-        merged.update(params)
-        validated = entry.validate_json(to_plain_params(merged))  # LossConfigError if bad
-        merged = {key: getattr(validated, key) for key in merged}
+    merged.update(params)
     merged.update(kwargs or {})
     for key, make in (fallbacks or {}).items():
         parameter = accepted.get(key)
@@ -152,12 +155,5 @@ def resolve_loss(
                 UserWarning,
                 stacklevel=3,
             )
-    module = entry.build(**merged)
-    return ResolvedLoss(module, entry, registry.spec_of(module) or _spec_or_none(entry, merged))
-
-
-def _spec_or_none(entry: LossEntry, params: Mapping[str, Any]) -> LossSpec | None:
-    try:
-        return LossSpec(name=entry.name, params=dict(params))
-    except ValueError:
-        return None
+    module = entry.build(**merged)  # the one validation; LossConfigError if bad
+    return ResolvedLoss(module, entry, LossSpec.of(module, entry=entry))

@@ -15,7 +15,13 @@ import torch
 from torch import Tensor, nn
 
 from autotimm.losses import functional as LF
-from autotimm.losses._types import NonNegative, NumClasses, Probability, Reduction
+from autotimm.losses._types import (
+    NonNegative,
+    NonNegativeTensor,
+    NumClasses,
+    Probability,
+    Reduction,
+)
 from autotimm.losses.registry import register_loss
 
 __all__ = [
@@ -340,7 +346,9 @@ class MaskLoss(nn.Module):
 
     pos_weight: Tensor | None
 
-    def __init__(self, *, pos_weight: Tensor | None = None, reduction: Reduction = "mean") -> None:
+    def __init__(
+        self, *, pos_weight: NonNegativeTensor | None = None, reduction: Reduction = "mean"
+    ) -> None:
         super().__init__()
         self.register_buffer(
             "pos_weight", LF.as_float_tensor(pos_weight, name="mask", argument="pos_weight")
@@ -393,7 +401,7 @@ class CombinedSegmentationLoss(nn.Module):
         ce_weight: NonNegative = 1.0,
         dice_weight: NonNegative = 1.0,
         ignore_index: int = 255,
-        class_weights: Tensor | None = None,
+        class_weights: NonNegativeTensor | None = None,
         label_smoothing: Probability = 0.0,
         smooth: NonNegative = 1.0,
         reduction: Reduction = "mean",

@@ -1,31 +1,38 @@
-"""``LossSpec``: a loss as plain data (name + params), for configs and checkpoints."""
+"""``LossSpec``: a loss as plain data (name, params and class path), for configs and checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-import torch
-from pydantic import BaseModel, ConfigDict, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 from torch import nn
+from typing_extensions import Self
 
+from autotimm.losses._entry import LossEntry
+from autotimm.losses.errors import LossConfigError, UnknownLossError
 from autotimm.losses.registry import get_loss_registry
 
-__all__ = ["LossSpec", "to_plain_params"]
+__all__ = ["LossSpec", "find_entry"]
 
 
 class LossSpec(BaseModel):
     """A registered loss and its constructor arguments, as plain JSON-compatible data.
 
-    Validation resolves aliases to the canonical name and checks ``params`` against the
-    loss's schema, so a spec that exists is a loss that builds. Tensors are stored as lists.
+    Validation resolves aliases to the canonical name, checks ``params`` against the loss's
+    schema (raising :class:`~autotimm.losses.LossConfigError` or
+    :class:`~autotimm.losses.UnknownLossError`, as ``get_loss`` does) and records
+    ``class_path``, so a spec that exists is a loss that builds. Tensors are stored as lists.
 
     Example:
         >>> spec = LossSpec(name="ce", params={"label_smoothing": 0.1})
-        >>> spec.model_dump(mode="json")
-        {'name': 'cross_entropy', 'params': {'label_smoothing': 0.1}}
+        >>> spec.model_dump(mode="json")["params"]
+        {'label_smoothing': 0.1}
+        >>> spec.class_path
+        'autotimm.losses.classification.CrossEntropyLoss'
         >>> LossSpec.model_validate(spec.model_dump(mode="json")) == spec
         True
         >>> type(spec.build()).__name__
@@ -36,6 +43,34 @@ class LossSpec(BaseModel):
 
     name: str
     params: dict[str, JsonValue] = {}
+    class_path: str | None = None
+    """Where the loss class is defined (``module.QualName``). Filled in from the registry; when a
+    spec is loaded in a process that has not registered its loss, the error names the module."""
+
+    def __init__(
+        self,
+        /,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        class_path: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        with _registry_errors():
+            super().__init__(name=name, params=params or {}, class_path=class_path, **unknown)
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """Validate a dict (or a bare name) as a spec; registry errors are raised as such."""
+        with _registry_errors():
+            return super().model_validate(obj, *args, **kwargs)
+
+    @classmethod
+    def model_validate_json(
+        cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any
+    ) -> Self:
+        """Validate a JSON document as a spec; registry errors are raised as such."""
+        with _registry_errors():
+            return super().model_validate_json(json_data, *args, **kwargs)
 
     @model_validator(mode="before")
     @classmethod
@@ -49,54 +84,85 @@ class LossSpec(BaseModel):
             raise ValueError(
                 f"params must be a mapping of argument names to values; got {params!r}"
             )
-        entry = get_loss_registry().get_entry(data["name"])
-        plain = to_plain_params(params)
-        validated = entry.validate_json(plain)
-        dumped = validated.model_dump(mode="json", include=set(plain))
-        return {**data, "name": entry.name, "params": {k: dumped.get(k, plain[k]) for k in plain}}
+        entry = find_entry(data["name"], data.get("class_path"))
+        plain = entry.dump(entry.validate(params))
+        return {**data, "name": entry.name, "params": plain, "class_path": entry.class_path}
+
+    @classmethod
+    def of(cls, loss: nn.Module, *, entry: LossEntry | None = None) -> LossSpec | None:
+        """The spec that rebuilds ``loss``, or ``None`` if its class is not registered (or its
+        arguments cannot be read back or stored as plain data).
+
+        Works for losses built by the registry (their validated arguments are recorded) and for
+        registered classes constructed directly (read from the attributes named like the
+        parameters, and trusted only if a rebuilt loss has the same state).
+
+        Example:
+            >>> from autotimm.losses import FocalLoss
+            >>> LossSpec.of(FocalLoss(alpha=0.3, gamma=2.5)).params
+            {'alpha': 0.3, 'gamma': 2.5}
+        """
+        entry = entry or get_loss_registry().entry_for_class(type(loss))
+        arguments = None if entry is None else entry.arguments_of(loss)
+        if entry is None or arguments is None:
+            return None
+        try:
+            params = entry.dump(arguments)
+        except LossConfigError:  # an argument that is not plain data (e.g. a module instance)
+            return None
+        return cls.model_construct(name=entry.name, params=params, class_path=entry.class_path)
 
     def build(self) -> nn.Module:
         """Instantiate the loss (validated again, so a spec edited by hand still fails early)."""
-        entry = get_loss_registry().get_entry(self.name)
-        validated = entry.validate_json(self.params)
-        return entry.loss_class(**{key: getattr(validated, key) for key in self.params})
+        return find_entry(self.name, self.class_path).build(**self.params)
 
     def __hash__(self) -> int:
-        return hash((self.name, json.dumps(self.params, sort_keys=True)))
+        return hash((self.name, json.dumps(self.params, sort_keys=True), self.class_path))
 
 
-def to_plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Loss arguments as JSON-compatible data (tensors to lists, registered modules to specs).
+def find_entry(name: str, class_path: str | None = None) -> LossEntry:
+    """The registry entry a stored spec names; ``class_path`` makes a miss say what to import.
 
     Raises:
-        ValueError: a value that plain data cannot represent, naming the argument.
+        UnknownLossError: ``name`` is not registered; with ``class_path`` the message names the
+            module that defines the loss (its import registers it).
 
     Example:
-        >>> to_plain_params({"weight": torch.tensor([1.0, 2.0]), "smooth": 1.0})
-        {'weight': [1.0, 2.0], 'smooth': 1.0}
-    """
-    return {str(key): _to_plain(str(key), value) for key, value in params.items()}
+        >>> find_entry("my_loss", "my_project.losses.MyLoss")
+        Traceback (most recent call last):
+        ...
+        autotimm.losses.errors.UnknownLossError: Unknown loss 'my_loss'. ... It was saved from the class my_project.losses.MyLoss: import my_project.losses (which registers it) before loading.
+    """  # noqa: E501
+    try:
+        entry = get_loss_registry().get_entry(name)
+    except UnknownLossError as error:
+        if not class_path:
+            raise
+        module = class_path.rpartition(".")[0]
+        raise UnknownLossError(
+            f"{error} It was saved from the class {class_path}: import {module} (which "
+            "registers it) before loading."
+        ) from None
+    if class_path and class_path != entry.class_path:
+        warnings.warn(
+            f"The loss {name!r} was saved from {class_path}, but {entry.name!r} is now "
+            f"{entry.class_path}; building that. Import the module that registers the saved "
+            "class to use it instead.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return entry
 
 
-def _to_plain(key: str, value: Any) -> Any:
-    """Tensors to lists, tuples to lists, nested specs to dicts; refuse what JSON cannot hold."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, LossSpec):
-        return value.model_dump(mode="json")
-    if isinstance(value, Mapping):
-        return {str(k): _to_plain(key, v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(key, v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"params[{key!r}] = {value!r} cannot be stored as JSON")
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, nn.Module):
-        spec = get_loss_registry().spec_of(value)
-        if spec is not None:
-            return spec.model_dump(mode="json")
-    raise ValueError(
-        f"params[{key!r}] holds a {type(value).__name__}, which a LossSpec cannot store as plain "
-        "data; pass a registry name, a LossSpec or plain values instead"
-    )
+@contextlib.contextmanager
+def _registry_errors() -> Iterator[None]:
+    """Re-raise the registry's own error from inside pydantic's ``ValidationError``, so that
+    ``LossSpec(...)`` fails the way ``get_loss`` does."""
+    try:
+        yield
+    except ValidationError as error:
+        for item in error.errors(include_url=False):
+            cause = (item.get("ctx") or {}).get("error")
+            if isinstance(cause, (LossConfigError, UnknownLossError)):
+                raise cause from None
+        raise

@@ -58,6 +58,11 @@ def test_plugins_load_lazily_register_and_never_break_the_registry(tmp_path: Pat
 
             class ClassOnlyLoss(nn.Module):
                 pass
+
+            class PlainClass:
+                pass
+
+            NOT_A_LOSS = 42
             """
         },
     )
@@ -69,6 +74,17 @@ def test_plugins_load_lazily_register_and_never_break_the_registry(tmp_path: Pat
         broken = broken_plugin
         """,
         {"broken_plugin": "raise ImportError('missing CUDA extension')\n"},
+    )
+    _install_fake_distribution(
+        tmp_path,
+        "exiting_losses",
+        """
+        [autotimm.losses]
+        exiting = exiting_plugin
+        not_a_loss = good_plugin:NOT_A_LOSS
+        a_plain_class = good_plugin:PlainClass
+        """,
+        {"exiting_plugin": "import sys\nsys.exit('cannot run here')\n"},
     )
     result = _run(
         """
@@ -85,6 +101,12 @@ def test_plugins_load_lazily_register_and_never_break_the_registry(tmp_path: Pat
         messages = [str(w.message) for w in caught]
         broken = [m for m in messages if "broken_losses" in m and "missing CUDA extension" in m]
         assert broken, messages
+        exiting = [m for m in messages if "'exiting'" in m and "SystemExit: cannot run here" in m]
+        assert len(exiting) == 1, messages
+        for name in ("not_a_loss", "a_plain_class"):
+            found = [m for m in messages if f"{name!r}" in m and "is not a loss class" in m]
+            assert len(found) == 1, messages
+            assert not L.get_loss_registry().has_loss(name)
         with L.get_loss_registry().temporary():
             L.get_loss_registry().unregister("plugin_good")
         assert L.get_loss_registry().has_loss("pg")
@@ -133,3 +155,27 @@ def test_cli_unknown_name_and_task_fail_cleanly() -> None:
         timeout=120,
     )
     assert "Did you mean 'dice'" in show.stderr
+
+
+def test_cli_show_prints_plain_text_wrapped_to_the_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for columns in (80, 120):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        for name in ("dice", "ce", "combined_segmentation"):
+            assert main(["losses", "show", name]) == 0
+            out = capsys.readouterr().out
+            assert "``" not in out and ":class:" not in out, out
+            assert all(len(line) <= columns for line in out.splitlines()), out
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["losses", "show", "ce"]) == 0
+    out = capsys.readouterr().out
+    assert "exactly as torch.nn.CrossEntropyLoss" in out
+    reduction = out[out.index("\nreduction") :].splitlines()
+    assert reduction[2] == '    "mean" (weighted mean over non-ignored targets), "sum" or "none".'
+    monkeypatch.setenv("COLUMNS", "100")  # room for the column: it wraps in place
+    assert main(["losses", "show", "dice"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = lines[next(i for i, line in enumerate(lines) if line.startswith("num_classes")) :]
+    assert rows[0].endswith("If given, the logits must have this many")
+    assert rows[1] == " " * rows[0].index("If given") + "classes."

@@ -168,6 +168,7 @@ def page_environment(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("PL_TRAINER_ENABLE_PROGRESS_BAR", "0")
     monkeypatch.setenv("PL_TRAINER_ENABLE_MODEL_SUMMARY", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COLUMNS", "100")  # CLI tables wrap to the terminal: shown at 100 columns
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     create_model = timm.create_model
 

@@ -361,6 +361,7 @@ def test_custom_registered_loss_by_name_gets_num_classes(model_cls: type) -> Non
         assert model.hparams["loss_fn"] == {
             "name": "counting",
             "params": {"num_classes": 7, "scale": 0.5},
+            "class_path": f"{CountingLoss.__module__}.CountingLoss",
         }
 
 
@@ -465,6 +466,7 @@ def test_segmentor_default_loss_and_context() -> None:
     assert model.hparams["loss_fn"] == {
         "name": "combined_segmentation",
         "params": {"num_classes": 5, "ignore_index": 255, "ce_weight": 0.5, "dice_weight": 1.5},
+        "class_path": "autotimm.losses.segmentation.CombinedSegmentationLoss",
     }
 
 
@@ -596,6 +598,7 @@ def test_detector_loss_instances_are_rebuilt_to_sum() -> None:
         # num_classes is written down as the instance had it, so that reloading (which
         # passes the model's num_classes as context) rebuilds exactly this loss
         "params": {"alpha": 0.3, "gamma": 2.5, "reduction": "sum", "num_classes": None},
+        "class_path": "autotimm.losses.detection.FocalLoss",
     }
     assert fcos.num_classes == 3 and fcos.cls_loss.num_classes is None
 

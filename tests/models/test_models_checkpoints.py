@@ -217,10 +217,11 @@ def test_custom_registered_losses_round_trip(custom_losses: None, tmp_path: Path
     )
     with pytest.warns(UserWarning, match="requires 'class_weights'"):
         fallback = ImageClassifier(BACKBONE, num_classes=3, loss_fn="balanced_ce", pretrained=False)
+    scaled, balanced = (f"{c.__module__}.{c.__qualname__}" for c in (ScaledCrossEntropy, Balanced))
     expected = [
-        {"name": "scaled_ce", "params": {"num_classes": 3, "scale": 2.0}},
-        {"name": "scaled_ce", "params": {"num_classes": 3, "scale": 0.5}},
-        {"name": "balanced_ce", "params": {"class_weights": [1.0, 1.0, 1.0]}},
+        {"name": "scaled_ce", "params": {"num_classes": 3, "scale": 2.0}, "class_path": scaled},
+        {"name": "scaled_ce", "params": {"num_classes": 3, "scale": 0.5}, "class_path": scaled},
+        {"name": "balanced_ce", "params": {"class_weights": [1.0] * 3}, "class_path": balanced},
     ]
     for i, (model, spec) in enumerate(zip((by_name, instance, fallback), expected)):
         assert model.hparams["loss_fn"] == spec
@@ -280,6 +281,7 @@ def test_loss_instance_keeps_its_own_values_for_context_parameters(tmp_path: Pat
     assert model.hparams["loss_fn"] == {
         "name": "dice",
         "params": {"smooth": 0.5, "num_classes": None, "ignore_index": 255},
+        "class_path": "autotimm.losses.segmentation.DiceLoss",
     }
     path = tmp_path / "seg.ckpt"
     trainer = AutoTrainer(default_root_dir=tmp_path, logger=False, accelerator="cpu")

@@ -135,7 +135,11 @@ def test_ddp_two_cpu_processes_with_a_custom_registered_loss(tmp_path: Path) -> 
 
     checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
     assert checkpoint == {
-        "checkpoint_loss_fn": {"name": "ddp_scaled_ce", "params": {"num_classes": 3, "scale": 2.0}},
+        "checkpoint_loss_fn": {
+            "name": "ddp_scaled_ce",
+            "params": {"num_classes": 3, "scale": 2.0},
+            "class_path": "__main__.ScaledCrossEntropy",
+        },
         "loaded_loss": "ScaledCrossEntropy",
         "loaded_scale": 2.0,
     }

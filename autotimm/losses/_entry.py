@@ -1,0 +1,141 @@
+"""``LossEntry``: everything the registry knows about one loss, and what it does with it.
+
+The constructor's signature is read (and checked) at registration by :mod:`._parameters`; its
+pydantic model is built on first use by :mod:`._schema`. An entry validates arguments, builds
+the loss (recording the validated arguments on it), reads a directly built loss back into
+arguments (:mod:`._rebuild`) and dumps arguments as plain data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from autotimm.losses._parameters import (
+    ParameterInfo,
+    Signature,
+    read_signature,
+    signature_summary,
+)
+from autotimm.losses._rebuild import arguments_from_attributes
+from autotimm.losses._schema import ParamSchema, build_schema
+from autotimm.losses._types import InputKind, TargetKind, Task
+from autotimm.losses.errors import (
+    ArgumentProblem,
+    LossConfigError,
+    problems_from_validation_error,
+)
+
+__all__ = ["LossEntry"]
+
+_ARGUMENTS = "_autotimm_loss_arguments"
+"""Where a loss built by the registry keeps its validated constructor arguments."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LossEntry:
+    """Everything the registry knows about one loss. Immutable; the schema is built lazily.
+
+    An entry pickles without its cached signature and schema (they are rebuilt on use), so
+    models that hold one pickle and deep-copy.
+    """
+
+    name: str
+    loss_class: type[nn.Module]
+    tasks: tuple[Task, ...]
+    aliases: tuple[str, ...] = ()
+    expects: InputKind = "logits"
+    target: TargetKind = "class_indices"
+    defined_at: str = ""
+
+    @property
+    def class_path(self) -> str:
+        """Where the class is defined: ``module.QualName``."""
+        return f"{self.loss_class.__module__}.{self.loss_class.__qualname__}"
+
+    @functools.cached_property
+    def signature(self) -> Signature:
+        """The constructor's keyword parameters, read (and checked) at registration."""
+        return read_signature(self.loss_class)
+
+    @property
+    def parameters(self) -> tuple[ParameterInfo, ...]:
+        """The constructor's keyword parameters with rendered types, defaults and docs."""
+        return self.signature.parameters
+
+    @functools.cached_property
+    def _schema(self) -> ParamSchema:
+        return build_schema(self.loss_class, self.signature)
+
+    @property
+    def schema(self) -> type[BaseModel]:
+        """The pydantic model of the constructor's parameters (``extra="forbid"``, strict)."""
+        return self._schema.model
+
+    def validate(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``kwargs``; return only the explicitly passed values, as validated.
+
+        Python values and their plain-data form (lists for tensors, an enum's value) are both
+        accepted, so configs and checkpoints take the same path.
+
+        Raises:
+            LossConfigError: listing every unknown, mistyped, out-of-range or missing argument.
+        """
+        try:
+            return self._schema.validate(kwargs)
+        except ValidationError as error:
+            expected = {p.name: p.type for p in self.parameters}
+            problems = problems_from_validation_error(error, expected=expected, given=kwargs)
+            raise self._config_error(problems) from None
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        """Validate ``kwargs`` and instantiate the loss with exactly the values passed.
+
+        The loss remembers its validated arguments, so a spec of it needs no second validation.
+        """
+        arguments = self.validate(kwargs)
+        loss = self.loss_class(**arguments)
+        loss.__dict__[_ARGUMENTS] = arguments
+        return loss
+
+    def arguments_of(self, loss: nn.Module) -> dict[str, Any] | None:
+        """The constructor arguments that rebuild ``loss``, an instance of this entry's class.
+
+        Recorded when the registry built it; otherwise read from the attributes named like the
+        parameters and checked by rebuilding (``None`` when that does not give the same loss).
+        """
+        recorded = loss.__dict__.get(_ARGUMENTS)
+        if recorded is not None:
+            return dict(recorded)
+        if type(loss) is not self.loss_class:
+            return None
+        return arguments_from_attributes(loss, self.parameters, lambda a: self.build(**a))
+
+    def dump(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated arguments as plain JSON data (tensors as lists, enums as their values).
+
+        Raises:
+            LossConfigError: an argument that plain data cannot hold (e.g. a module instance).
+        """
+        try:
+            return self._schema.dump(arguments)
+        except ValueError as error:
+            argument = str(error).split("=", 1)[0]
+            problem = ArgumentProblem(argument, str(error), given=arguments.get(argument))
+            raise self._config_error([problem]) from None
+
+    def _config_error(self, problems: Sequence[ArgumentProblem]) -> LossConfigError:
+        return LossConfigError(
+            self.name,
+            problems,
+            where=f" ({self.class_path})",
+            accepted=signature_summary(self.parameters),
+        )
+
+    def __getstate__(self) -> dict[str, Any]:  # the cached schema is a class made at run time
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -1,0 +1,160 @@
+"""The errors the loss registry raises, all ``ValueError``s, and how a validation becomes one.
+
+- :class:`UnknownLossError`: no loss under that name (with the closest names).
+- :class:`LossConfigError`: bad arguments for a loss; one :class:`ArgumentProblem` per argument.
+- :class:`LossRegistrationError`: a registration that would replace, shadow or not validate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+__all__ = [
+    "ArgumentProblem",
+    "LossConfigError",
+    "LossRegistrationError",
+    "UnknownLossError",
+    "problems_from_validation_error",
+]
+
+
+class UnknownLossError(ValueError):
+    """No loss is registered under the requested name or alias."""
+
+
+class LossRegistrationError(ValueError):
+    """A registration would silently replace or shadow a loss, or could not be validated."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArgumentProblem:
+    """One thing wrong with the arguments given for a loss."""
+
+    argument: str
+    message: str
+    expected: str | None = None
+    given: Any = None
+    suggestion: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.argument}: {self.message}"
+        if self.suggestion:
+            text += f"; did you mean {self.suggestion!r}?"
+        return text
+
+
+class LossConfigError(ValueError):
+    """Arguments for a registered loss failed validation; lists every problem at once.
+
+    Attributes:
+        loss_name: The registry name of the loss.
+        problems: One :class:`ArgumentProblem` per bad, unknown or missing argument.
+    """
+
+    def __init__(
+        self,
+        loss_name: str,
+        problems: Sequence[ArgumentProblem],
+        *,
+        where: str = "",
+        accepted: str = "",
+    ) -> None:
+        self.loss_name = loss_name
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [f"Invalid arguments for loss {loss_name!r}{where} ({count} {noun}):"]
+        lines += [f"  - {p}" for p in self.problems]
+        if accepted:
+            lines.append(f"Accepted arguments: {accepted}")
+        super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the error picklable (DDP, multiprocessing)
+        return (_rebuild_config_error, (self.loss_name, self.problems, str(self)))
+
+
+def _rebuild_config_error(
+    loss_name: str, problems: tuple[ArgumentProblem, ...], message: str
+) -> LossConfigError:
+    error = LossConfigError.__new__(LossConfigError)
+    ValueError.__init__(error, message)
+    error.loss_name = loss_name
+    error.problems = problems
+    return error
+
+
+def _given(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+_CONSTRAINT_ERRORS = frozenset(
+    {
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "too_short",
+        "too_long",
+        "literal_error",
+        "multiple_of",
+        "finite_number",
+        "enum",
+    }
+)
+
+
+def problems_from_validation_error(
+    error: ValidationError, *, expected: Mapping[str, str], given: Mapping[str, Any]
+) -> list[ArgumentProblem]:
+    """Group pydantic's per-branch errors into one problem per argument, in a stable order.
+
+    Args:
+        error: What the loss's schema raised.
+        expected: Each parameter's rendered type (``float >= 0``), which is also the list of
+            names that "did you mean" picks from.
+        given: The arguments as the caller gave them, shown in the message as given.
+    """
+    by_argument: dict[str, list[Any]] = {}
+    for item in error.errors(include_url=False):
+        loc = item.get("loc") or ("<arguments>",)
+        by_argument.setdefault(str(loc[0]), []).append(item)
+    problems = []
+    for argument, items in by_argument.items():
+        kinds = {item["type"] for item in items}
+        if "extra_forbidden" in kinds:
+            close = difflib.get_close_matches(argument, list(expected), n=1, cutoff=0.6)
+            problems.append(
+                ArgumentProblem(
+                    argument,
+                    "unknown argument",
+                    given=given.get(argument),
+                    suggestion=close[0] if close else None,
+                )
+            )
+        elif "missing" in kinds:
+            wanted = expected.get(argument)
+            message = "missing required argument" + (f" (expected {wanted})" if wanted else "")
+            problems.append(ArgumentProblem(argument, message, expected=wanted))
+        else:
+            wanted = expected.get(argument, "a valid value")
+            value = given.get(argument)
+            detail = next(
+                (item["msg"] for item in items if item["type"] in _CONSTRAINT_ERRORS), None
+            )
+            if detail is None:  # a validator's own message, e.g. from a Tensor parameter
+                detail = next(
+                    (str(i["ctx"]["error"]) for i in items if i["type"] == "value_error"), None
+                )
+            message = f"expected {wanted}, got {_given(value)}"
+            if detail:
+                message += f" ({detail[0].lower()}{detail[1:]})"
+            problems.append(ArgumentProblem(argument, message, expected=wanted, given=value))
+    return problems
