@@ -269,7 +269,7 @@ def test_e_a_model_stores_and_reloads_a_registered_subclass(backbone: str) -> No
     stored = model.hparams["loss_fn"]
     assert stored["name"] == "sub_dice" and stored["params"]["smooth"] == 0.5
     again = SemanticSegmentor(**model.hparams)
-    assert type(again.loss) is SubDice and again.loss.smooth == 0.5
+    assert type(again.loss.module) is SubDice and again.loss.module.smooth == 0.5
 
 
 # ------------------------------------------------------------------ f: classes stay untouched
