@@ -362,7 +362,7 @@ def test_h_a_checkpoint_of_a_custom_loss_names_its_module_in_a_fresh_process(
         except UnknownLossError as error:
             print(error)
         import boundary_losses
-        print(SemanticSegmentor.load_from_checkpoint({str(tmp_path / "m.ckpt")!r}).loss.band)
+        print(SemanticSegmentor.load_from_checkpoint({str(tmp_path / "m.ckpt")!r}).loss.module.band)
     """
     outputs = []
     for code in (save, load):
