@@ -35,7 +35,9 @@ __all__ = [
 LossValue = Union[str, dict[str, Any]]  # noqa: UP007 - runtime alias
 """A loss as plain data: a registry name, or ``{"name": ..., "params": {...}}``."""
 
-_SPEC_KEYS = ("name", "params")
+_SPEC_KEYS = ("name", "params", "class_path")
+"""A spec's keys; ``class_path`` (``module.QualName`` of the loss class) is what a checkpoint's
+stored spec records so that a missing import can be named; configs rarely write it."""
 
 
 class LossArgument:
@@ -84,7 +86,7 @@ def normalize(value: Any) -> LossValue:
 
 def _normalize_spec(value: Mapping[str, Any]) -> dict[str, Any]:
     keys = [str(key) for key in value]
-    if "class_path" in keys:
+    if "init_args" in keys or ("class_path" in keys and "name" not in keys):
         raise ValueError(
             "a loss is given by its registry name, not by class_path/init_args: write "
             "{name: <registry name>, params: {...}} (`autotimm losses list` shows the names)"
@@ -97,7 +99,8 @@ def _normalize_spec(value: Mapping[str, Any]) -> dict[str, Any]:
             for close in [difflib.get_close_matches(key, _SPEC_KEYS, n=1, cutoff=0.5)]
         ]
         raise ValueError(
-            f"a loss spec has the keys 'name' and 'params'; unknown key {', '.join(hints)}"
+            "a loss spec has the keys 'name', 'params' and (optionally) 'class_path'; unknown "
+            f"key {', '.join(hints)}"
         )
     name = value.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -109,7 +112,15 @@ def _normalize_spec(value: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"'params' of a loss spec is a mapping of argument names to values; got {params!r}"
         )
-    return {"name": name, "params": {str(key): item for key, item in params.items()}}
+    spec: dict[str, Any] = {"name": name, "params": {str(k): v for k, v in params.items()}}
+    class_path = value.get("class_path")
+    if class_path is not None:
+        if not isinstance(class_path, str):
+            raise ValueError(
+                f"'class_path' of a loss spec is 'module.QualName'; got {class_path!r}"
+            )
+        spec["class_path"] = class_path
+    return spec
 
 
 def loss_items(value: LossValue) -> Iterator[tuple[str, LossValue]]:
@@ -143,6 +154,10 @@ def json_schema(
         "properties": {
             "name": {"type": "string", "enum": list(loss_names), "description": "registry name"},
             "params": {"type": "object", "description": "the loss's constructor arguments"},
+            "class_path": {
+                "type": "string",
+                "description": "module.QualName of the loss class (written in checkpoints)",
+            },
         },
         "required": ["name"],
         "additionalProperties": False,

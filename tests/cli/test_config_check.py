@@ -408,3 +408,16 @@ def test_docstring_examples(module_name: str) -> None:
     module = importlib.import_module(module_name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0, f"{result.failed} doctest(s) failed in {module_name}"
+
+
+def test_a_stored_spec_with_its_class_path_is_a_loss_value() -> None:
+    """Checkpoints store ``{name, params, class_path}``; validate/test/predict read them back."""
+    from autotimm.losses import LossSpec
+
+    stored = LossSpec(name="dice", params={"smooth": 0.5}).model_dump(mode="json")
+    assert stored["class_path"] == "autotimm.losses.segmentation.DiceLoss"
+    assert loss_argument.normalize(stored) == stored
+    with pytest.raises(ValueError, match="registry name, not by class_path/init_args"):
+        loss_argument.normalize({"class_path": "autotimm.losses.DiceLoss", "init_args": {}})
+    with pytest.raises(ValueError, match="'class_path' of a loss spec"):
+        loss_argument.normalize({"name": "dice", "class_path": 3})
