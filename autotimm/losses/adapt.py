@@ -223,7 +223,17 @@ def fit_problem(
         >>> fit_problem(feed, takes_of(None, get_entry("focal")))
         'it reads the classes in the last dimension ([..., C]), but this prediction, [B, C, H, W], has them in dimension 1'
     """
-    problem = _kind_problem(feed, takes, num_classes) if takes is not None else None
+    if takes is not None:
+        problem = _kind_problem(feed, takes, num_classes)
+    elif feed.target == "class_indices" and feed.num_classes == 1:
+        # called as fed, it would get class indices for one channel, which no loss can use
+        problem = (
+            "it declares no target kind, so it would be called with class indices, which a "
+            "one-channel prediction cannot use; declare target='dense' (register it, or give "
+            "its class a target attribute) to get the channel's 0/1 targets"
+        )
+    else:
+        problem = None
     if problem is None and forward is not None and not _accepts(forward, feed.inputs):
         problem = (
             f"its forward{_signature(forward)} cannot be called with the {feed.inputs} "

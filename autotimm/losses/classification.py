@@ -71,7 +71,11 @@ class _WeightedClassLoss(nn.Module):
 
 
 @register_loss(
-    "cross_entropy", task="classification", alias="ce", soft_targets=True, class_weights="weight"
+    "cross_entropy",
+    task=("classification", "segmentation"),
+    alias="ce",
+    soft_targets=True,
+    class_weights="weight",
 )
 class CrossEntropyLoss(_WeightedClassLoss):
     """Cross entropy on logits, exactly as :class:`torch.nn.CrossEntropyLoss`.

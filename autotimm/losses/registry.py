@@ -448,10 +448,12 @@ def _with_class_weights(entry: LossEntry, class_weights: str | None) -> LossEntr
     if class_weights is None:
         class_weights = "class_weights" if "class_weights" in names else None
     elif not isinstance(class_weights, str) or class_weights not in names:
+        close = difflib.get_close_matches(str(class_weights), names, n=1, cutoff=0.5)
         raise LossRegistrationError(
             f"class_weights={class_weights!r} must name the constructor parameter of "
             f"{entry.loss_class.__qualname__} that takes one weight per class; its parameters "
-            f"are {', '.join(names) or '(none)'}."
+            f"are {', '.join(names) or '(none)'}"
+            + (f"; did you mean {close[0]!r}?" if close else ".")
         )
     if entry.class_weights_broadcast and class_weights is None:
         raise LossRegistrationError(
