@@ -358,7 +358,7 @@ def _context_for(
         if isinstance(classes, int) and classes >= 1:
             weights = [1.0] * classes
             warnings.warn(
-                f"Loss {entry.name!r} requires per-class weights ({target!r}) and none were "
+                f"Loss {entry.name!r} requires {target!r} (its per-class weights) and none were "
                 f"given; using uniform weights ({weights!r}). Pass class_weights=... to the "
                 "model or the weights in its loss kwargs.",
                 UserWarning,

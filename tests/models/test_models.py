@@ -393,7 +393,7 @@ def test_required_class_weights_fall_back_to_uniform_with_a_warning() -> None:
 
     with get_loss_registry().temporary():
         register_custom_loss("balanced", Balanced)
-        with pytest.warns(UserWarning, match=r"requires per-class weights \('class_weights'\)"):
+        with pytest.warns(UserWarning, match="requires 'class_weights'"):
             model = _tiny(ImageClassifier, num_classes=4, loss_fn="balanced")
         assert model.loss.module.ce.weight.tolist() == [1.0] * 4
         given = _tiny(ImageClassifier, num_classes=2, loss_fn="balanced", class_weights=[1.0, 3.0])
