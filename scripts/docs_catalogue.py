@@ -432,7 +432,8 @@ def kinds_cells(entry: LossEntry) -> str:
         classes = "`[N, C, ...]`" if entry.class_dim == 1 else "`[..., C]`"
     weights = "-"
     if entry.class_weights:
-        weights = _code(entry.class_weights) + (" (broadcast)" if entry.class_weights_broadcast else "")
+        broadcast = " (broadcast)" if entry.class_weights_broadcast else ""
+        weights = _code(entry.class_weights) + broadcast
     soft = "yes" if entry.soft_targets else "-"
     return f"`{entry.expects}` | `{entry.target}` | {classes} | {soft} | {weights}"
 

@@ -39,9 +39,7 @@ def render_table() -> str:
     from autotimm.losses import get_loss_registry
     from autotimm.losses.adapt import fitting_losses
 
-    builtins = [
-        e for e in get_loss_registry() if e.loss_class.__module__.startswith("autotimm.")
-    ]
+    builtins = [e for e in get_loss_registry() if e.loss_class.__module__.startswith("autotimm.")]
     lines = [
         BEGIN,
         "| Model | Argument | The model feeds | Built-in losses that fit |",
@@ -62,9 +60,7 @@ def render_table() -> str:
                 text += "\\*"
             cells.append(text)
         model = f"`{model_name}`" + (f" ({when})" if when else "")
-        lines.append(
-            f"| {model} | `{argument}` | {shown.describe()} | {', '.join(cells)} |"
-        )
+        lines.append(f"| {model} | `{argument}` | {shown.describe()} | {', '.join(cells)} |")
     lines.append(END)
     return "\n".join(lines)
 

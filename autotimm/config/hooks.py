@@ -49,12 +49,14 @@ def loss_slots(
         >>> [s.argument for s in loss_slots(ObjectDetector, {"num_classes": 2}, parameters)]
         ['cls_loss_fn', 'reg_loss_fn']
     """
-    hook = getattr(model_class, "loss_slots", None)
+    from autotimm.models.checks import weights_or_none
+
+    hook: Any = getattr(model_class, "loss_slots", None)
     known: Mapping[str, LossSlot] = {}
-    if callable(hook):
+    if hook is not None:
         try:
             known = hook(values)
-        except NotImplementedError:
+        except NotImplementedError:  # TaskModel itself, or a subclass that has no losses
             known = {}
     slots = []
     for name, parameter in parameters.items():
@@ -68,18 +70,11 @@ def loss_slots(
                 None,
                 owner=model_class.__name__,
                 context={c: values.get(c) for c in GENERIC_CONTEXT if c in parameters},
-                class_weights=_weights(values.get("class_weights")),
+                class_weights=weights_or_none(values.get("class_weights")),
                 kwargs_argument=kwargs_name if kwargs_name in parameters else None,
             )
         slots.append(slot)
     return slots
-
-
-def _weights(value: Any) -> tuple[float, ...] | None:
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and value:
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return tuple(float(v) for v in value)
-    return None
 
 
 # --------------------------------------------------------------------------- data layouts

@@ -116,14 +116,18 @@ class LossFeed:
         layout = f"[{', '.join(self.prediction)}]"
         if self.target == "boxes":
             return f"boxes {layout} and target boxes {layout}"
-        classes = "" if self.num_classes is None or self.class_dim is None else (
-            f" (C = {self.num_classes})"
+        classes = (
+            ""
+            if self.num_classes is None or self.class_dim is None
+            else (f" (C = {self.num_classes})")
         )
         if self.target == "class_indices":
             labels = [d for d in self.prediction if d != "C"]
             ignore = "" if self.ignore_index is None else f" (ignore_index {self.ignore_index})"
             values = " in {0, 1}" if self.num_classes == 1 else ""
-            return f"logits {layout}{classes} and class indices [{', '.join(labels)}]{values}{ignore}"
+            return (
+                f"logits {layout}{classes} and class indices [{', '.join(labels)}]{values}{ignore}"
+            )
         what = "soft targets" if self.soft_targets else "0/1 targets"
         return f"logits {layout}{classes} and {what} {layout}"
 
@@ -148,7 +152,9 @@ class LossTakes:
             return "structured inputs"
         if self.target == "boxes":
             return "boxes [..., 4] and target boxes [..., 4]"
-        layout, labels = ("[N, C, ...]", "[N, ...]") if self.class_dim == 1 else ("[..., C]", "[...]")
+        layout, labels = (
+            ("[N, C, ...]", "[N, ...]") if self.class_dim == 1 else ("[..., C]", "[...]")
+        )
         if self.target == "class_indices":
             soft = " (or class probabilities of that shape)" if self.soft_targets else ""
             return f"{self.expects} {layout} and class indices {labels}{soft}"
@@ -221,7 +227,7 @@ def fit_problem(
         >>> fit_problem(feed, takes_of(None, get_entry("dice"))) is None
         True
         >>> fit_problem(feed, takes_of(None, get_entry("focal")))
-        'it reads the classes in the last dimension ([..., C]), but this prediction, [B, C, H, W], has them in dimension 1'
+        'it reads the classes in the last dimension ([..., C]), but this prediction, ...'
     """
     if takes is not None:
         problem = _kind_problem(feed, takes, num_classes)
@@ -249,10 +255,10 @@ def _kind_problem(feed: LossFeed, takes: LossTakes, num_classes: int | None) -> 
         return None
     if takes.target == "class_indices":
         if feed.target == "dense" and not (feed.soft_targets and takes.soft_targets):
-            return (
-                "it takes class indices, and this caller's targets are dense "
-                + ("class probabilities, which it does not take" if feed.soft_targets else
-                   "(0/1 per class or pixel), not one class per sample")
+            return "it takes class indices, and this caller's targets are dense " + (
+                "class probabilities, which it does not take"
+                if feed.soft_targets
+                else "(0/1 per class or pixel), not one class per sample"
             )
         if feed.num_classes == 1:
             return (
@@ -264,8 +270,10 @@ def _kind_problem(feed: LossFeed, takes: LossTakes, num_classes: int | None) -> 
     if feed.class_dim is not None:
         rank = len(feed.prediction)
         if takes.class_dim % rank != feed.class_dim:
-            where = "in dimension 1 ([N, C, ...])" if takes.class_dim == 1 else (
-                "in the last dimension ([..., C])"
+            where = (
+                "in dimension 1 ([N, C, ...])"
+                if takes.class_dim == 1
+                else ("in the last dimension ([..., C])")
             )
             return (
                 f"it reads the classes {where}, but this prediction, "
@@ -330,11 +338,16 @@ def adapt_to_loss(
     if takes is None or feed.target in ("boxes", "structured"):
         return prediction, target
     class_dim = feed.class_dim
-    softmax = takes.target == "class_indices" and class_dim is not None
+    # exclusive classes (a loss that takes class indices): softmax; otherwise sigmoid
+    softmax_dim = class_dim if takes.target == "class_indices" else None
     if takes.expects == "probabilities":
-        prediction = prediction.softmax(class_dim) if softmax else prediction.sigmoid()
+        prediction = (
+            prediction.sigmoid() if softmax_dim is None else prediction.softmax(softmax_dim)
+        )
     elif takes.expects == "log_probabilities":
-        prediction = prediction.log_softmax(class_dim) if softmax else F.logsigmoid(prediction)
+        prediction = (
+            F.logsigmoid(prediction) if softmax_dim is None else prediction.log_softmax(softmax_dim)
+        )
     if takes.target == "dense":
         if feed.target == "class_indices" and class_dim is not None:
             target = _dense_targets(target, prediction, class_dim, feed.ignore_index)
@@ -346,7 +359,11 @@ def _dense_targets(
     target: Tensor, prediction: Tensor, class_dim: int, ignore_index: int | None
 ) -> Tensor:
     classes = int(prediction.shape[class_dim])
-    ignored = target == ignore_index if ignore_index is not None else torch.zeros_like(target, dtype=torch.bool)
+    ignored = (
+        target == ignore_index
+        if ignore_index is not None
+        else torch.zeros_like(target, dtype=torch.bool)
+    )
     if not torch.compiler.is_compiling():
         high = 2 if classes == 1 else classes
         bad = target[~ignored & ((target < 0) | (target >= high))]
@@ -406,7 +423,11 @@ def _signature(forward: Callable[..., Any]) -> str:
         parameters = [p for p in inspect.signature(forward).parameters.values() if p.name != "self"]
     except (TypeError, ValueError):
         return ""
-    return "(" + ", ".join(str(p.replace(annotation=inspect.Parameter.empty)) for p in parameters) + ")"
+    return (
+        "("
+        + ", ".join(str(p.replace(annotation=inspect.Parameter.empty)) for p in parameters)
+        + ")"
+    )
 
 
 def _kind(target: TargetKind) -> str:

@@ -228,9 +228,8 @@ def _component(
             warn_task=False,
         )
     except ValueError as error:  # unknown name, bad arguments, or a loss that does not fit
-        problem = ArgumentProblem(
-            argument, str(error), expected="a loss that fits it, by name or as a module", given=value
-        )
+        expected = "a loss that fits it, by name or as a module"
+        problem = ArgumentProblem(argument, str(error), expected=expected, given=value)
         raise LossConfigError("fcos", [problem]) from error
     reduction = getattr(resolved.module, "reduction", "sum")
     if reduction != "sum":  # FCOS normalises summed terms itself; a mean would shrink them

@@ -432,7 +432,7 @@ def _check_class_dim(value: object) -> ClassDim:
             f"Unknown class_dim {value!r}; expected 1 (classes in dimension 1, [N, C, ...]) or "
             "-1 (classes last, [..., C])."
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _check_flag(value: object, what: str) -> bool:

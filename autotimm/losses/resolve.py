@@ -310,8 +310,7 @@ def _unpack(loss: Any, argument: str) -> tuple[str, dict[str, Any], str | None]:
         params = loss.get("params")
         if params is not None and not isinstance(params, Mapping):
             raise ValueError(
-                f"{argument}: 'params' of a loss spec maps argument names to values; "
-                f"got {params!r}"
+                f"{argument}: 'params' of a loss spec maps argument names to values; got {params!r}"
             )
         return loss["name"], dict(params or {}), loss.get("class_path")
     raise TypeError(
@@ -365,7 +364,9 @@ def _context_for(
                 stacklevel=4,
             )
     if weights is not None:
-        routed[target] = class_weights_argument(feed, weights, broadcast=entry.class_weights_broadcast)
+        routed[target] = class_weights_argument(
+            feed, weights, broadcast=entry.class_weights_broadcast
+        )
     return routed
 
 
@@ -393,5 +394,5 @@ def _mismatch(
 
 def _flat(weights: Sequence[float] | Tensor) -> list[Any]:
     if isinstance(weights, Tensor):
-        return weights.detach().cpu().reshape(-1).tolist()  # type: ignore[no-any-return]
+        return weights.detach().cpu().reshape(-1).tolist()
     return list(weights)

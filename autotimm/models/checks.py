@@ -112,7 +112,7 @@ def weights_or_none(value: Any) -> tuple[float, ...] | None:
     """
     if isinstance(value, Tensor):
         return tuple(float(v) for v in value.detach().cpu().reshape(-1).tolist())
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return tuple(float(v) for v in value)
+    numbers = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+    if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return tuple(float(v) for v in value)
     return None

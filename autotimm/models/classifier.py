@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy, MultilabelAccuracy
@@ -58,6 +57,7 @@ class ImageClassifier(TaskModel):
     ``model.loss`` is the :class:`~autotimm.models.model_loss.ModelLoss` it trains with.
 
     Example:
+        >>> import torch
         >>> model = ImageClassifier("resnet18", num_classes=10, pretrained=False)
         >>> model(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])

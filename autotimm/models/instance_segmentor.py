@@ -170,7 +170,11 @@ class InstanceSegmentor(ObjectDetector):
         size = str(cls.MASK_SIZE)
         feed = LossFeed(task="segmentation", target="dense", prediction=("K", size, size))
         mask = LossSlot(
-            "mask_loss_fn", feed, owner=cls.__name__, default="mask", kwargs_argument="mask_loss_kwargs"
+            "mask_loss_fn",
+            feed,
+            owner=cls.__name__,
+            default="mask",
+            kwargs_argument="mask_loss_kwargs",
         )
         return {**super().loss_slots(init_args), "mask_loss_fn": mask}
 

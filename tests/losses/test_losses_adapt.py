@@ -92,9 +92,7 @@ def test_dense_targets_are_one_hot_along_the_class_dimension(
     an all-zero vector, and nothing else changes."""
     generator = torch.Generator().manual_seed(seed)
     dims = ("N", "C", *[f"S{i}" for i in range(len(shape) - 1)])
-    feed = LossFeed(
-        task="segmentation", target="class_indices", prediction=dims, ignore_index=255
-    )
+    feed = LossFeed(task="segmentation", target="class_indices", prediction=dims, ignore_index=255)
     labels = torch.randint(0, max(classes, 2), shape, generator=generator)
     labels[torch.rand(shape, generator=generator) < 0.2] = 255
     logits = torch.randn(shape[0], classes, *shape[1:], generator=generator)
@@ -165,12 +163,16 @@ def test_soft_targets_fit_only_losses_that_declare_them() -> None:
     )
     assert fit_problem(mixed, _takes("cross_entropy")) is None
     assert fit_problem(mixed, _takes("bce_with_logits")) is None
-    assert "class probabilities, which it does not take" in (fit_problem(mixed, _takes("nll")) or "")
+    assert "class probabilities, which it does not take" in (
+        fit_problem(mixed, _takes("nll")) or ""
+    )
     assert fit_problem(mixed, _takes("dice")) is not None
 
 
 def test_the_loss_own_num_classes_must_be_the_feeds() -> None:
-    feed = LossFeed(task="classification", target="class_indices", prediction=("N", "C"), num_classes=3)
+    feed = LossFeed(
+        task="classification", target="class_indices", prediction=("N", "C"), num_classes=3
+    )
     assert fit_problem(feed, _takes("ce"), num_classes=3) is None
     assert "num_classes=5, but this prediction has 3 classes" in (
         fit_problem(feed, _takes("ce"), num_classes=5) or ""

@@ -55,7 +55,10 @@ def _det_batch(masks: bool = False) -> dict[str, Any]:
     torch.manual_seed(0)
     batch: dict[str, Any] = {
         "image": torch.randn(2, 3, 64, 64),
-        "boxes": [torch.tensor([[4.0, 6.0, 30.0, 28.0], [34.0, 30.0, 60.0, 62.0]]), torch.zeros(0, 4)],
+        "boxes": [
+            torch.tensor([[4.0, 6.0, 30.0, 28.0], [34.0, 30.0, 60.0, 62.0]]),
+            torch.zeros(0, 4),
+        ],
         "labels": [torch.tensor([0, 1]), torch.zeros(0, dtype=torch.long)],
     }
     if masks:
@@ -113,9 +116,7 @@ def _fitting_cases() -> list[Any]:
     for label, model_cls, init, argument, batch in SETUPS:
         feed = model_cls.loss_slots(init)[argument].feed
         for name in fitting_losses(feed, get_loss_registry()):
-            cases.append(
-                pytest.param(model_cls, init, argument, name, batch, id=f"{label}-{name}")
-            )
+            cases.append(pytest.param(model_cls, init, argument, name, batch, id=f"{label}-{name}"))
     return cases
 
 
@@ -242,11 +243,13 @@ def test_a_loss_the_model_cannot_feed_is_refused_before_anything_is_built(
 
 
 def test_fcos_components_must_fit_their_slots() -> None:
-    with pytest.raises(LossConfigError, match=r"reg_loss: fcos cannot use reg_loss='cross_entropy'"):
+    with pytest.raises(
+        LossConfigError, match=r"reg_loss: fcos cannot use reg_loss='cross_entropy'"
+    ):
         get_loss("fcos", reg_loss="cross_entropy")
     with pytest.raises(LossConfigError, match=r"Registered losses that fit cls_loss: bce, .*focal"):
         get_loss("fcos", cls_loss="dice")
-    with pytest.raises(LossConfigError, match="reg_loss.*it takes structured inputs, not boxes"):
+    with pytest.raises(LossConfigError, match=r"reg_loss.*it takes structured inputs, not boxes"):
         get_loss("fcos", reg_loss="fcos")
 
 
@@ -359,7 +362,9 @@ def test_weighted_cross_entropy_is_torchs_weighted_cross_entropy() -> None:
     logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 1, 1, 0])
     expected = nn.functional.cross_entropy(logits, labels, weight=torch.tensor(WEIGHTS))
     assert model.loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
-    segmentor = _model(SemanticSegmentor, num_classes=3, loss_fn="bce_with_logits", class_weights=WEIGHTS)
+    segmentor = _model(
+        SemanticSegmentor, num_classes=3, loss_fn="bce_with_logits", class_weights=WEIGHTS
+    )
     assert segmentor.loss.module.weight.shape == (3, 1, 1)  # broadcast along [B, C, H, W]
     masks = torch.randint(0, 3, (2, 4, 4))
     pixel_logits = torch.randn(2, 3, 4, 4)
@@ -394,7 +399,10 @@ def test_a_custom_loss_declares_its_per_class_weight_parameter() -> None:
 @pytest.mark.parametrize(
     ("loss_fn", "message"),
     [
-        ({"name": "ce", "parms": {"label_smoothing": 0.1}}, r"unknown key 'parms' \(did you mean 'params'\?\)"),
+        (
+            {"name": "ce", "parms": {"label_smoothing": 0.1}},
+            r"unknown key 'parms' \(did you mean 'params'\?\)",
+        ),
         ({"name": "ce", "params": {}, "weight": [1, 2]}, "unknown key 'weight'"),
         ({"name": "ce", "params": [0.1]}, "'params' of a loss spec maps argument names to values"),
     ],
@@ -409,7 +417,9 @@ def test_a_one_output_classifier_is_binary_classification(monkeypatch: pytest.Mo
     logged: dict[str, float] = {}
     monkeypatch.setattr(
         "lightning.pytorch.LightningModule.log",
-        lambda self, key, value, *a, **k: logged.__setitem__(key, float(value.compute() if hasattr(value, "compute") else value)),
+        lambda self, key, value, *a, **k: logged.__setitem__(
+            key, float(value.compute() if hasattr(value, "compute") else value)
+        ),
     )
     model = _model(ImageClassifier, num_classes=1)
     assert model.loss.name == "bce_with_logits" and model.loss.target == "dense"

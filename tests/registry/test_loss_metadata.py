@@ -49,7 +49,10 @@ def test_a_parameter_named_class_weights_is_the_per_class_weight_parameter() -> 
         ({"class_dim": 2}, r"Unknown class_dim 2; expected 1 .* or -1"),
         ({"class_dim": True}, "Unknown class_dim True"),
         ({"soft_targets": "yes"}, "soft_targets must be True or False"),
-        ({"class_weights": "wieght"}, r"class_weights='wieght' must name .*weight, smooth; did you mean 'weight'\?"),
+        (
+            {"class_weights": "wieght"},
+            r"class_weights='wieght' must name .*weight, smooth; did you mean 'weight'\?",
+        ),
         ({"class_weights_broadcast": True}, "class_weights_broadcast=True needs class_weights"),
         ({"class_weights": "weight", "class_weights_broadcast": 1}, "must be True or False"),
     ],
