@@ -37,6 +37,10 @@ def _losses_list(args: argparse.Namespace) -> int:
                     "aliases": list(entry.aliases),
                     "expects": entry.expects,
                     "target": entry.target,
+                    "class_dim": entry.class_dim,
+                    "soft_targets": entry.soft_targets,
+                    "class_weights": entry.class_weights,
+                    "class_weights_broadcast": entry.class_weights_broadcast,
                     "class": f"{entry.loss_class.__module__}.{entry.loss_class.__qualname__}",
                 }
             )

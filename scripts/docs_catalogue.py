@@ -310,11 +310,15 @@ HEADER = """\
 
 Every built-in loss, generated from the registry: names, aliases, what the loss takes as
 prediction (`expects`) and as target (`target`, see
-[target kinds](registry-api.md#lossentry)), its constructor parameters with types, defaults
-and bounds (these are what `get_loss` validates), and the formula it computes. Models adapt
-their raw logits and targets to `expects` and `target` (see
-[Custom losses](custom-losses.md#what-the-loss-receives)); call a loss module directly and you
-pass those inputs yourself. `autotimm losses show NAME` prints the same table in a terminal.
+[target kinds](registry-api.md#lossentry)), where it reads the classes (`class_dim`), whether
+it also takes soft targets (`soft_targets`) and which parameter takes per-class weights
+(`class_weights`), its constructor parameters with types, defaults and bounds (these are what
+`get_loss` validates), and the formula it computes. Models refuse a loss that cannot take what
+they feed it, and adapt their raw logits and targets to the rest (see
+[Custom losses](custom-losses.md#what-the-loss-receives) and, per model, the
+[losses that fit](../models-and-data.md#which-losses-fit)); call a loss module directly and
+you pass those inputs yourself. `autotimm losses show NAME` prints the same table in a
+terminal.
 
 Each entry also says which other library's loss it equals (its *peer*) and under which
 convention; `tests/losses/test_losses_peers.py` names the test that checks each of these
@@ -418,6 +422,22 @@ def _formula(name: str) -> list[str]:
     return ["$$", body, "$$"]
 
 
+KINDS_HEADER = "Expects | Target | Classes | Soft targets | Class weights"
+
+
+def kinds_cells(entry: LossEntry) -> str:
+    """The cells of :data:`KINDS_HEADER`: what the loss takes, from its registration."""
+    classes = "-"
+    if entry.target in ("class_indices", "dense"):
+        classes = "`[N, C, ...]`" if entry.class_dim == 1 else "`[..., C]`"
+    weights = "-"
+    if entry.class_weights:
+        broadcast = " (broadcast)" if entry.class_weights_broadcast else ""
+        weights = _code(entry.class_weights) + broadcast
+    soft = "yes" if entry.soft_targets else "-"
+    return f"`{entry.expects}` | `{entry.target}` | {classes} | {soft} | {weights}"
+
+
 def render_entry(entry: LossEntry) -> list[str]:
     cls = entry.loss_class
     aliases = ", ".join(_code(a) for a in entry.aliases) or "-"
@@ -428,10 +448,9 @@ def render_entry(entry: LossEntry) -> list[str]:
         "",
         prose_of(cls),
         "",
-        "| Task | Aliases | Expects | Target |",
-        "|------|---------|---------|--------|",
-        f"| {', '.join(entry.tasks) or 'custom'} | {aliases} | `{entry.expects}` "
-        f"| `{entry.target}` |",
+        f"| Task | Aliases | {KINDS_HEADER} |",
+        "|------|---------|---------|--------|---------|--------------|---------------|",
+        f"| {', '.join(entry.tasks) or 'custom'} | {aliases} | {kinds_cells(entry)} |",
         "",
         *_formula(entry.name),
         "",
@@ -460,13 +479,13 @@ def render() -> str:
     lines = [HEADER]
     lines += [f"- {d.text}" for d in GENERAL_DIFFERENCES]
     lines.append("")
-    lines.append("| Loss | Task | Aliases | Expects | Target |")
-    lines.append("|------|------|---------|---------|--------|")
+    lines.append(f"| Loss | Task | Aliases | {KINDS_HEADER} |")
+    lines.append("|------|------|---------|---------|--------|---------|--------------|---------------|")
     for entry in entries:
         aliases = ", ".join(_code(a) for a in entry.aliases) or "-"
         lines.append(
             f"| [`{entry.name}`](#{entry.name}) | {', '.join(entry.tasks)} | {aliases} "
-            f"| `{entry.expects}` | `{entry.target}` |"
+            f"| {kinds_cells(entry)} |"
         )
     lines.append("")
     for task, title in TASK_TITLES.items():

@@ -5,13 +5,16 @@ reports, without constructing a model, a data module or a trainer:
 
 - unknown sections, classes, arguments (with "did you mean") and missing required arguments;
 - values of the wrong type (``check_types``; skipped for a config jsonargparse already parsed);
-- every loss argument, resolved with the model's context through the one resolution path,
+- every loss argument, resolved through the model's own loss slots (``Model.loss_slots``, the
+  hook the model's ``__init__`` uses) and the one resolution path,
   :func:`autotimm.losses.resolve.resolve_loss`: unknown names, unknown, mistyped or
-  out-of-range parameters, required parameters that neither the config nor the model supplies;
+  out-of-range parameters, required parameters that neither the config nor the model
+  supplies, and a loss the model cannot feed (with the losses that fit);
 - a backbone that is not a timm model, a ``data_dir`` without the layout its data module reads
   (by listing directories), a ``ckpt_path`` that does not exist.
 
-A loss registered only for other tasks than the model's is a warning, not a problem.
+A loss registered only for other tasks than the model's that fits what the model feeds is a
+warning (the same :class:`~autotimm.losses.LossTaskWarning` the model gives), not a problem.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from autotimm.config import hooks, loss_argument
 from autotimm.config.parser import ConfigParser, Parameter, class_parameters, section_parser
 from autotimm.config.problems import ConfigProblem
 from autotimm.config.trainer import config_trainer
+from autotimm.losses.resolve import LossSlot
 
 __all__ = ["CheckResult", "check_config", "resolve_class"]
 
@@ -252,12 +256,14 @@ def _known_names(base: type) -> list[str]:
 def _check_losses(
     model_class: type, values: Mapping[str, Any], given: Mapping[str, Any], result: CheckResult
 ) -> None:
-    """Resolve every loss argument of the model as the model would, with its context."""
-    for slot in hooks.loss_slots(model_class, class_parameters(model_class)):
+    """Resolve every loss argument of the model as the model would, through its slots."""
+    for slot in hooks.loss_slots(model_class, values, class_parameters(model_class)):
         place = f"model.init_args.{slot.argument}"
         value = values.get(slot.argument)
         if value is None:
-            continue  # the model's default loss
+            value = slot.default
+        if value is None:
+            continue
         try:
             normalized = loss_argument.normalize(value)
         except ValueError as error:
@@ -271,43 +277,48 @@ def _check_losses(
             )
             continue
         for suffix, item in loss_argument.loss_items(normalized):
-            _check_loss(model_class, slot, item, place + suffix, values, given, kwargs, result)
+            _check_loss(model_class, slot, item, place + suffix, given, kwargs, result)
 
 
 def _check_loss(
     model_class: type,
-    slot: hooks.LossSlot,
+    slot: LossSlot,
     item: loss_argument.LossValue,
     place: str,
-    values: Mapping[str, Any],
     given: Mapping[str, Any],
     kwargs: Mapping[str, Any] | None,
     result: CheckResult,
 ) -> None:
-    from autotimm.losses import LossConfigError, UnknownLossError, get_loss_registry
-    from autotimm.losses.resolve import resolve_loss
+    from autotimm.losses import (
+        LossConfigError,
+        LossMismatchError,
+        LossTaskWarning,
+        UnknownLossError,
+        get_entry,
+    )
 
-    context = slot.context_values(values)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            resolved = resolve_loss(
-                item,
-                context=context,
-                kwargs=kwargs,
-                fallbacks=slot.fallback_values(values),
-                argument=slot.argument,
-            )
+            slot.resolve(item, kwargs)
         except UnknownLossError as error:
             result.add(f"{place}.name" if isinstance(item, dict) else place, str(error))
             return
+        except LossMismatchError as error:
+            result.add(place, str(error))
+            return
         except LossConfigError as error:
             params = item.get("params", {}) if isinstance(item, dict) else {}
+            weights = get_entry(error.loss_name).class_weights
             for problem in error.problems:
                 argument = problem.argument
                 if kwargs and argument in kwargs:
                     where = f"model.init_args.{slot.kwargs_argument}.{argument}"
-                elif argument not in params and argument in given and argument in context:
+                elif argument in params:
+                    where = f"{place}.params.{argument}"
+                elif argument == weights and slot.class_weights is not None:
+                    where = "model.init_args.class_weights"  # the model's weights, routed
+                elif argument in given and argument in slot.context:
                     where = f"model.init_args.{argument}"  # a model value passed as context
                 else:
                     where = f"{place}.params.{argument}"
@@ -319,18 +330,12 @@ def _check_loss(
         except Exception as error:  # the loss's own constructor refused the values
             result.add(place, f"{type(error).__name__}: {error}")
             return
-    result.notes += [ConfigProblem(place, str(warning.message)) for warning in caught]
-    entry = resolved.entry
-    if slot.task and entry is not None and entry.tasks and slot.task not in entry.tasks:
-        same_task = ", ".join(get_loss_registry().list_losses(slot.task))
-        registered = ", ".join(entry.tasks)
-        result.warnings.append(
-            ConfigProblem(
-                place,
-                f"loss {entry.name!r} is registered for {registered}, not {slot.task}; "
-                f"losses registered for {slot.task}: {same_task}",
-            )
-        )
+    for warning in caught:
+        found = ConfigProblem(place, str(warning.message))
+        if issubclass(warning.category, LossTaskWarning):
+            result.warnings.append(found)
+        else:
+            result.notes.append(found)
 
 
 # --------------------------------------------------------------------------- other values

@@ -1,11 +1,13 @@
 """What the config CLI needs to know about the models and data modules, without building them.
 
-Each table here stands in for a small hook the classes could provide themselves (and should:
-then this module shrinks to the generic fallbacks):
+- :func:`loss_slots`: each loss argument of a model and what the model feeds it. The models
+  say it themselves (``Model.loss_slots(init_args)``, the hook their ``__init__`` resolves
+  through); other LightningModules get generic slots (their loss-typed parameters, the
+  generic context values, no feed to check against).
 
-- :func:`loss_slots`: for each loss argument of a model, the model values that reach the loss
-  as context, fixed context values, neutral fallbacks and the model's task. Proposed hook:
-  ``Model.loss_context(argument, init_args) -> (context, fallbacks)`` plus ``Model.task``.
+Each remaining table stands in for a small hook the classes could provide themselves (and
+should: then this module shrinks to the generic fallbacks):
+
 - :func:`layout_problems`: whether ``data_dir`` has the layout a data module reads, by
   looking at the directory only. Proposed hook: ``DataModule.check_layout(stage) -> problems``.
 - :func:`sample_source`: which file a dataset index came from (for prediction files).
@@ -20,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from autotimm.config.parser import Parameter
+from autotimm.losses.resolve import LossSlot
 
 __all__ = [
-    "LossSlot",
     "SampleSource",
     "layout_problems",
     "loss_slots",
@@ -30,103 +32,48 @@ __all__ = [
     "splits_for",
 ]
 
-GENERIC_CONTEXT = ("num_classes", "ignore_index", "class_weights")
-"""Model arguments passed as loss context by a model this module has no entry for."""
+GENERIC_CONTEXT = ("num_classes", "ignore_index")
+"""Model arguments passed as loss context by a model without a ``loss_slots`` hook."""
 
 
-@dataclasses.dataclass(frozen=True)
-class LossSlot:
-    """One loss argument of a model and how the model resolves it.
-
-    Attributes:
-        argument: The model argument (``loss_fn``, ``cls_loss_fn``, ...).
-        task: The model's task for this loss (``None``: unknown, no task warning).
-        context: Model arguments whose values reach the loss when it has such a parameter.
-        fixed: Context values the model sets itself (e.g. ``reduction="sum"`` for FCOS terms).
-        fallbacks: Required loss parameters the model fills with neutral values when unset.
-        kwargs_argument: The model argument with explicit loss kwargs (``loss_kwargs``), if any.
-    """
-
-    argument: str
-    task: str | None
-    context: tuple[str, ...] = ("num_classes",)
-    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    fallbacks: tuple[str, ...] = ()
-    kwargs_argument: str | None = None
-
-    def context_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The context the model passes, given its (default-filled) init values."""
-        context = {name: values.get(name) for name in self.context}
-        return {**context, **self.fixed}
-
-    def fallback_values(self, values: Mapping[str, Any]) -> dict[str, Callable[[], Any]]:
-        """Neutral values for ``fallbacks``, as the model makes them (uniform class weights)."""
-        num_classes = values.get("num_classes")
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            return {}
-        uniform = [1.0] * num_classes
-        return {name: lambda: list(uniform) for name in self.fallbacks}
-
-
-def _model_table() -> dict[type, tuple[LossSlot, ...]]:
-    from autotimm.models import (
-        ImageClassifier,
-        InstanceSegmentor,
-        ObjectDetector,
-        SemanticSegmentor,
-    )
-
-    fcos_terms = (
-        LossSlot("cls_loss_fn", "detection", fixed={"reduction": "sum"}),
-        LossSlot("reg_loss_fn", "detection", fixed={"reduction": "sum"}),
-    )
-    return {
-        ImageClassifier: (
-            LossSlot(
-                "loss_fn",
-                "classification",
-                ("num_classes", "class_weights"),
-                fallbacks=("class_weights",),
-            ),
-        ),
-        SemanticSegmentor: (
-            LossSlot(
-                "loss_fn",
-                "segmentation",
-                ("num_classes", "ignore_index", "class_weights", "ce_weight", "dice_weight"),
-                fallbacks=("class_weights",),
-            ),
-        ),
-        ObjectDetector: fcos_terms,
-        InstanceSegmentor: (*fcos_terms, LossSlot("mask_loss_fn", "segmentation")),
-    }
-
-
-def loss_slots(model_class: type, parameters: Mapping[str, Parameter]) -> list[LossSlot]:
-    """The loss arguments of ``model_class`` (those its signature types as losses).
+def loss_slots(
+    model_class: type, values: Mapping[str, Any], parameters: Mapping[str, Parameter]
+) -> list[LossSlot]:
+    """The loss arguments of ``model_class`` (those its signature types as losses), each with
+    what the model feeds it, for the init ``values`` of a config (defaults filled in).
 
     Example:
         >>> from autotimm.config.parser import class_parameters
         >>> from autotimm.models import ObjectDetector
-        >>> [s.argument for s in loss_slots(ObjectDetector, class_parameters(ObjectDetector))]
+        >>> parameters = class_parameters(ObjectDetector)
+        >>> [s.argument for s in loss_slots(ObjectDetector, {"num_classes": 2}, parameters)]
         ['cls_loss_fn', 'reg_loss_fn']
     """
-    table = _model_table()
-    known = next((table[c] for c in model_class.__mro__ if c in table), ())
-    by_argument = {slot.argument: slot for slot in known}
+    from autotimm.models.checks import weights_or_none
+
+    hook: Any = getattr(model_class, "loss_slots", None)
+    known: Mapping[str, LossSlot] = {}
+    if hook is not None:
+        try:
+            known = hook(values)
+        except NotImplementedError:  # TaskModel itself, or a subclass that has no losses
+            known = {}
     slots = []
     for name, parameter in parameters.items():
         if not parameter.is_loss:
             continue
-        slot = by_argument.get(name) or LossSlot(
-            name, None, tuple(c for c in GENERIC_CONTEXT if c in parameters)
-        )
-        kwargs_name = name.removesuffix("_fn") + "_kwargs"
-        slots.append(
-            dataclasses.replace(
-                slot, kwargs_argument=kwargs_name if kwargs_name in parameters else None
+        slot = known.get(name)
+        if slot is None:
+            kwargs_name = name.removesuffix("_fn") + "_kwargs"
+            slot = LossSlot(
+                name,
+                None,
+                owner=model_class.__name__,
+                context={c: values.get(c) for c in GENERIC_CONTEXT if c in parameters},
+                class_weights=weights_or_none(values.get("class_weights")),
+                kwargs_argument=kwargs_name if kwargs_name in parameters else None,
             )
-        )
+        slots.append(slot)
     return slots
 
 

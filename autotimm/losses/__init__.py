@@ -14,7 +14,7 @@ validated arguments, list them by task, or register your own::
 from autotimm.losses._entry import LossEntry
 from autotimm.losses._parameters import ParameterInfo
 from autotimm.losses._typed_lookups import BuiltinLossName
-from autotimm.losses._types import InputKind, Reduction, TargetKind, Task
+from autotimm.losses._types import ClassDim, InputKind, Reduction, TargetKind, Task
 from autotimm.losses.classification import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -33,7 +33,9 @@ from autotimm.losses.detection import (
 from autotimm.losses.errors import (
     ArgumentProblem,
     LossConfigError,
+    LossMismatchError,
     LossRegistrationError,
+    LossTaskWarning,
     UnknownLossError,
 )
 from autotimm.losses.registry import (
@@ -66,6 +68,7 @@ __all__ = [
     "BuiltinLossName",
     "CIoULoss",
     "CenternessLoss",
+    "ClassDim",
     "CombinedSegmentationLoss",
     "CrossEntropyLoss",
     "DIoULoss",
@@ -78,9 +81,11 @@ __all__ = [
     "JaccardLoss",
     "LossConfigError",
     "LossEntry",
+    "LossMismatchError",
     "LossRegistrationError",
     "LossRegistry",
     "LossSpec",
+    "LossTaskWarning",
     "LovaszLoss",
     "MSELoss",
     "MaskLoss",

@@ -24,7 +24,7 @@ from autotimm.losses._parameters import (
 )
 from autotimm.losses._rebuild import arguments_from_attributes
 from autotimm.losses._schema import ParamSchema, build_schema
-from autotimm.losses._types import InputKind, TargetKind, Task
+from autotimm.losses._types import ClassDim, InputKind, TargetKind, Task
 from autotimm.losses.errors import (
     ArgumentProblem,
     LossConfigError,
@@ -43,6 +43,24 @@ class LossEntry:
 
     An entry pickles without its cached signature and schema (they are rebuilt on use), so
     models that hold one pickle and deep-copy.
+
+    What the loss takes (checked at registration, read by
+    :func:`autotimm.losses.adapt.takes_of` and :func:`autotimm.losses.adapt.fit_problem`):
+
+    Attributes:
+        expects: Its prediction: ``"logits"``, ``"probabilities"`` or ``"log_probabilities"``.
+        target: Its target: ``"class_indices"``, ``"dense"``, ``"boxes"`` or ``"structured"``.
+        class_dim: Where it reads the classes of its prediction: ``1`` (``[N, C, ...]``) or
+            ``-1`` (``[..., C]``).
+        soft_targets: It also takes soft targets: class probabilities of the prediction's
+            shape (a class-index loss such as ``cross_entropy``) or values in [0, 1] other
+            than 0 and 1 (a dense loss such as ``bce_with_logits``), e.g. mixed-up labels.
+        class_weights: The constructor parameter that takes one weight per class (a model's
+            ``class_weights`` go there), or ``None``.
+        class_weights_broadcast: That parameter is broadcast against the prediction (as
+            ``torch.nn.BCEWithLogitsLoss(weight=...)``), so a model shapes the weights to its
+            class dimension (``[C, 1, 1]`` for ``[B, C, H, W]``); otherwise it is a ``[C]``
+            vector the loss indexes by class (as ``torch.nn.CrossEntropyLoss(weight=...)``).
     """
 
     name: str
@@ -52,6 +70,10 @@ class LossEntry:
     expects: InputKind = "logits"
     target: TargetKind = "class_indices"
     defined_at: str = ""
+    class_dim: ClassDim = 1
+    soft_targets: bool = False
+    class_weights: str | None = None
+    class_weights_broadcast: bool = False
 
     @property
     def class_path(self) -> str:

@@ -16,9 +16,11 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 __all__ = [
+    "CLASS_DIMS",
     "INPUT_KINDS",
     "TARGET_KINDS",
     "TASKS",
+    "ClassDim",
     "InputKind",
     "NonNegative",
     "NonNegativeTensor",
@@ -53,6 +55,17 @@ TargetKind = Literal["class_indices", "dense", "boxes", "structured"]
 """
 
 TARGET_KINDS: tuple[TargetKind, ...] = get_args(TargetKind)
+
+ClassDim = Literal[1, -1]
+"""Where a loss reads the classes of its prediction.
+
+- ``1``: ``[N, C, ...]``, torch's convention (``cross_entropy``, ``dice``, ...).
+- ``-1``: ``[..., C]``, classes last (``focal``, as ``torchvision.ops.sigmoid_focal_loss``).
+
+For ``[N, C]`` predictions the two agree.
+"""
+
+CLASS_DIMS: tuple[ClassDim, ...] = get_args(ClassDim)
 
 NumClasses = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[float, Field(ge=0)]

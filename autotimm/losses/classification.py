@@ -70,7 +70,13 @@ class _WeightedClassLoss(nn.Module):
         )
 
 
-@register_loss("cross_entropy", task="classification", alias="ce")
+@register_loss(
+    "cross_entropy",
+    task=("classification", "segmentation"),
+    alias="ce",
+    soft_targets=True,
+    class_weights="weight",
+)
 class CrossEntropyLoss(_WeightedClassLoss):
     """Cross entropy on logits, exactly as :class:`torch.nn.CrossEntropyLoss`.
 
@@ -134,7 +140,9 @@ class CrossEntropyLoss(_WeightedClassLoss):
         )
 
 
-@register_loss("nll", task="classification", expects="log_probabilities")
+@register_loss(
+    "nll", task="classification", expects="log_probabilities", class_weights="weight"
+)
 class NLLLoss(_WeightedClassLoss):
     """Negative log-likelihood on log-probabilities, exactly as :class:`torch.nn.NLLLoss`.
 
@@ -207,7 +215,14 @@ class _BinaryTargetLoss(nn.Module):
         )
 
 
-@register_loss("bce_with_logits", task="classification", target="dense")
+@register_loss(
+    "bce_with_logits",
+    task=("classification", "segmentation"),
+    target="dense",
+    soft_targets=True,
+    class_weights="weight",
+    class_weights_broadcast=True,
+)
 class BCEWithLogitsLoss(_BinaryTargetLoss):
     """Binary cross entropy on logits, exactly as :class:`torch.nn.BCEWithLogitsLoss`.
 
@@ -256,7 +271,15 @@ class BCEWithLogitsLoss(_BinaryTargetLoss):
         )
 
 
-@register_loss("bce", task="classification", expects="probabilities", target="dense")
+@register_loss(
+    "bce",
+    task=("classification", "segmentation"),
+    expects="probabilities",
+    target="dense",
+    soft_targets=True,
+    class_weights="weight",
+    class_weights_broadcast=True,
+)
 class BCELoss(_BinaryTargetLoss):
     """Binary cross entropy on probabilities, exactly as :class:`torch.nn.BCELoss`.
 
@@ -293,7 +316,9 @@ class BCELoss(_BinaryTargetLoss):
         return LF.binary_cross_entropy(probs, target, weight=self.weight, reduction=self.reduction)
 
 
-@register_loss("mse", task="classification", expects="probabilities", target="dense")
+@register_loss(
+    "mse", task="classification", expects="probabilities", target="dense", soft_targets=True
+)
 class MSELoss(nn.Module):
     """Mean squared error, exactly as :class:`torch.nn.MSELoss` (target of the input's shape).
 

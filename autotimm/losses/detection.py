@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from autotimm.losses import functional as LF
 from autotimm.losses._types import NonNegative, NumClasses, Probability, Reduction
+from autotimm.losses.adapt import LossFeed, LossTakes, adapt_to_loss
 from autotimm.losses.registry import register_loss
 
 __all__ = ["CIoULoss", "CenternessLoss", "DIoULoss", "FCOSLoss", "FocalLoss", "GIoULoss"]
@@ -23,7 +24,7 @@ __all__ = ["CIoULoss", "CenternessLoss", "DIoULoss", "FCOSLoss", "FocalLoss", "G
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
-@register_loss("focal", task="detection", target="dense")
+@register_loss("focal", task="detection", target="dense", class_dim=-1, soft_targets=True)
 class FocalLoss(nn.Module):
     """Sigmoid focal loss (RetinaNet), equal to ``torchvision.ops.sigmoid_focal_loss``.
 
@@ -186,7 +187,7 @@ class CIoULoss(_BoxIoULoss):
         super().__init__(reduction=reduction, eps=eps)
 
 
-@register_loss("centerness", task="detection", target="dense")
+@register_loss("centerness", task="detection", target="dense", soft_targets=True)
 class CenternessLoss(nn.Module):
     """Binary cross entropy between centerness logits and centerness targets in [0, 1].
 
@@ -209,37 +210,37 @@ class CenternessLoss(nn.Module):
         return LF.binary_cross_entropy_with_logits(logits, target, reduction=self.reduction)
 
 
-def _component(value: str | nn.Module, argument: str) -> nn.Module:
-    """A module as given, or the registered loss ``value`` built with ``reduction="sum"``."""
-    if isinstance(value, nn.Module):
-        reduction = getattr(value, "reduction", "sum")
-        if reduction != "sum":  # FCOS normalises summed terms itself; a mean would shrink them
-            warnings.warn(
-                f"fcos {argument}: the criterion expects a summed loss, but "
-                f"{type(value).__name__} has reduction={reduction!r}; pass its registry name "
-                "(built with reduction='sum') or an instance with reduction='sum'",
-                UserWarning,
-                stacklevel=4,
-            )
-        return value
+def _component(
+    value: str | nn.Module, argument: str, feed: LossFeed
+) -> tuple[nn.Module, LossTakes | None]:
+    """A component of the FCOS criterion, resolved against what the criterion feeds it
+    (``feed``, which asks for ``reduction="sum"``), and what it takes."""
     from autotimm.losses.errors import ArgumentProblem, LossConfigError
-    from autotimm.losses.registry import get_loss_registry
+    from autotimm.losses.resolve import resolve_loss
 
-    registry = get_loss_registry()
     try:
-        entry = registry.get_entry(value)
-        if issubclass(entry.loss_class, FCOSLoss):
-            raise ValueError(f"{value!r} is the FCOS criterion itself")
-        return entry.build(reduction="sum")
-    except ValueError as error:  # unknown name, its arguments, or the recursion above
-        problem = ArgumentProblem(
-            argument,
-            f"cannot use loss {value!r} as a component with reduction='sum': "
-            + str(error).splitlines()[0],
-            expected="a registered loss name or an nn.Module",
-            given=value,
+        resolved = resolve_loss(
+            value,
+            feed=feed,
+            context={"num_classes": feed.num_classes},
+            argument=argument,
+            owner="fcos",
+            warn_task=False,
         )
+    except ValueError as error:  # unknown name, bad arguments, or a loss that does not fit
+        expected = "a loss that fits it, by name or as a module"
+        problem = ArgumentProblem(argument, str(error), expected=expected, given=value)
         raise LossConfigError("fcos", [problem]) from error
+    reduction = getattr(resolved.module, "reduction", "sum")
+    if reduction != "sum":  # FCOS normalises summed terms itself; a mean would shrink them
+        warnings.warn(
+            f"fcos {argument}: the criterion expects a summed loss, but "
+            f"{type(resolved.module).__name__} has reduction={reduction!r}; pass its registry "
+            "name (built with reduction='sum') or an instance with reduction='sum'",
+            UserWarning,
+            stacklevel=4,
+        )
+    return resolved.module, resolved.takes
 
 
 def _summed(value: Tensor) -> Tensor:
@@ -252,17 +253,22 @@ class FCOSLoss(nn.Module):
 
     ``cls_weight * cls_loss(sum) / n + reg_weight * reg_loss(foreground, sum) / n +
     centerness_weight * BCE(foreground centerness, sum) / n`` with ``n = max(1, #foreground)``.
-    The classification loss is called with the logits and one-hot float targets of the
-    non-ignored locations (background rows are all zero); the box loss with the foreground
-    boxes. After each call ``last_components`` holds the detached ``"cls"``, ``"reg"`` and
-    ``"centerness"`` terms (before weighting) for logging.
+    The classification loss is fed the logits and one-hot float targets of the non-ignored
+    locations (background rows are all zero); the box loss the foreground boxes
+    (:meth:`component_feeds`). Each component must fit what it is fed, and is adapted to what
+    it takes (a loss that takes probabilities gets sigmoid probabilities). The criterion
+    normalises *summed* terms: a component given by name is built with ``reduction="sum"``,
+    a registered instance left at another default reduction is rebuilt with it, and a
+    component whose reduction is still not ``"sum"`` gets a warning. After each call
+    ``last_components`` holds the detached ``"cls"``, ``"reg"`` and ``"centerness"`` terms
+    (before weighting) for logging.
 
     Args:
         num_classes: If given, the classification logits must have this many classes.
-        cls_loss: Classification loss: a registered name (built with ``reduction="sum"``) or
-            a module returning a summed loss for ``(logits [M, C], one-hot targets [M, C])``.
-        reg_loss: Box loss: a registered name (built with ``reduction="sum"``) or a module
-            returning a summed loss for ``(pred boxes [F, 4], target boxes [F, 4])``.
+        cls_loss: Classification loss: a registered name or a module, for
+            ``(logits [M, C], one-hot targets [M, C])``.
+        reg_loss: Box loss: a registered name or a module, for
+            ``(pred boxes [F, 4], target boxes [F, 4])``.
         cls_weight: Weight of the classification term.
         reg_weight: Weight of the box regression term.
         centerness_weight: Weight of the centerness term.
@@ -294,13 +300,37 @@ class FCOSLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.cls_loss = _component(cls_loss, "cls_loss")
-        self.reg_loss = _component(reg_loss, "reg_loss")
+        feeds = self.component_feeds(num_classes)
+        self._cls_feed = feeds["cls_loss"]
+        self.cls_loss, self._cls_takes = _component(cls_loss, "cls_loss", feeds["cls_loss"])
+        self.reg_loss, _ = _component(reg_loss, "reg_loss", feeds["reg_loss"])
         self.cls_weight = cls_weight
         self.reg_weight = reg_weight
         self.centerness_weight = centerness_weight
         self.reduction: Reduction = reduction
         self.last_components = {}
+
+    @staticmethod
+    def component_feeds(num_classes: int | None = None) -> dict[str, LossFeed]:
+        """What the criterion feeds its ``cls_loss`` and ``reg_loss``: one-hot targets of the
+        logits' shape, and boxes; both are needed summed (``reduction="sum"``).
+
+        Example:
+            >>> FCOSLoss.component_feeds(3)["cls_loss"].describe()
+            'logits [M, C] (C = 3) and 0/1 targets [M, C]'
+        """
+        return {
+            "cls_loss": LossFeed(
+                task="detection",
+                target="dense",
+                prediction=("M", "C"),
+                num_classes=num_classes,
+                reduction="sum",
+            ),
+            "reg_loss": LossFeed(
+                task="detection", target="boxes", prediction=("F", "4"), reduction="sum"
+            ),
+        }
 
     def forward(
         self,
@@ -346,9 +376,9 @@ class FCOSLoss(nn.Module):
         # ignored locations are left out, also while compiling (where the all-valid shortcut,
         # which reads a value, is not taken); treating them as background would change the loss
         if not torch.compiler.is_compiling() and bool(valid.all()):
-            cls_term = _summed(self.cls_loss(cls_logits, one_hot))
+            cls_term = _summed(self.cls_loss(*self._adapt_cls(cls_logits, one_hot)))
         else:
-            cls_term = _summed(self.cls_loss(cls_logits[valid], one_hot[valid]))
+            cls_term = _summed(self.cls_loss(*self._adapt_cls(cls_logits[valid], one_hot[valid])))
         reg_term = _summed(self.reg_loss(box_pred[foreground], box_targets[foreground]))
         centerness_term = LF.binary_cross_entropy_with_logits(
             centerness_logits[foreground], centerness_targets[foreground], reduction="sum"
@@ -366,3 +396,6 @@ class FCOSLoss(nn.Module):
         )
         weighted = terms * weights
         return weighted if self.reduction == "none" else weighted.sum()
+
+    def _adapt_cls(self, logits: Tensor, one_hot: Tensor) -> tuple[Tensor, Tensor]:
+        return adapt_to_loss(self._cls_feed, self._cls_takes, logits, one_hot)

@@ -3,6 +3,10 @@
 - :class:`UnknownLossError`: no loss under that name (with the closest names).
 - :class:`LossConfigError`: bad arguments for a loss; one :class:`ArgumentProblem` per argument.
 - :class:`LossRegistrationError`: a registration that would replace, shadow or not validate.
+- :class:`LossMismatchError`: a loss that cannot take what its caller (a model) feeds it.
+
+and one warning, :class:`LossTaskWarning`: a loss registered only for other tasks than the
+model's, which fits what the model feeds.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from pydantic import ValidationError
 __all__ = [
     "ArgumentProblem",
     "LossConfigError",
+    "LossMismatchError",
     "LossRegistrationError",
+    "LossTaskWarning",
     "UnknownLossError",
     "problems_from_validation_error",
 ]
@@ -29,6 +35,41 @@ class UnknownLossError(ValueError):
 
 class LossRegistrationError(ValueError):
     """A registration would silently replace or shadow a loss, or could not be validated."""
+
+
+class LossMismatchError(ValueError):
+    """A loss cannot take what its caller feeds it; raised when the caller is built.
+
+    The message names the caller's argument, the loss, what the loss takes, what the caller
+    feeds, and the registered losses that fit.
+
+    Attributes:
+        argument: The caller's loss argument (``loss_fn``, ``mask_loss_fn``, ``reg_loss``, ...).
+        loss: The loss's registry name (its class name when it is not registered).
+        fitting: The registered losses that fit the argument.
+    """
+
+    def __init__(self, message: str, *, argument: str, loss: str, fitting: Sequence[str]) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.loss = loss
+        self.fitting = tuple(fitting)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its attributes (DDP, workers)
+        return (
+            _rebuild_mismatch,
+            (str(self), self.argument, self.loss, self.fitting),
+        )
+
+
+def _rebuild_mismatch(
+    message: str, argument: str, loss: str, fitting: tuple[str, ...]
+) -> LossMismatchError:
+    return LossMismatchError(message, argument=argument, loss=loss, fitting=fitting)
+
+
+class LossTaskWarning(UserWarning):
+    """The chosen loss fits what the model feeds but is registered only for other tasks."""
 
 
 @dataclasses.dataclass(frozen=True)

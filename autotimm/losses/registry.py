@@ -36,7 +36,16 @@ from torch import nn
 from autotimm.losses._entry import LossEntry
 from autotimm.losses._parameters import constructor_of, plain_text
 from autotimm.losses._typed_lookups import TypedLookups
-from autotimm.losses._types import INPUT_KINDS, TARGET_KINDS, TASKS, InputKind, TargetKind, Task
+from autotimm.losses._types import (
+    CLASS_DIMS,
+    INPUT_KINDS,
+    TARGET_KINDS,
+    TASKS,
+    ClassDim,
+    InputKind,
+    TargetKind,
+    Task,
+)
 from autotimm.losses.errors import LossRegistrationError, UnknownLossError
 
 __all__ = [
@@ -88,8 +97,17 @@ class LossRegistry(TypedLookups):
         override: bool = False,
         expects: InputKind = "logits",
         target: TargetKind = "class_indices",
+        class_dim: ClassDim = 1,
+        soft_targets: bool = False,
+        class_weights: str | None = None,
+        class_weights_broadcast: bool = False,
     ) -> LossEntry:
         """Register ``loss_class`` under ``name`` (and ``alias``); return its entry.
+
+        ``expects``, ``target``, ``class_dim``, ``soft_targets``, ``class_weights`` and
+        ``class_weights_broadcast`` say what the loss takes (see :func:`register_loss`); each is
+        checked here. ``class_weights`` must name a parameter of the constructor; left
+        ``None``, it is the parameter called ``class_weights`` if there is one.
 
         Re-registering the same class (same module and qualified name, as after a module reload
         or a re-run notebook cell) replaces its entry, aliases included; anything else that
@@ -99,7 +117,9 @@ class LossRegistry(TypedLookups):
         Raises:
             LossRegistrationError: a name collision, or a constructor the registry cannot
                 validate (a positional-only parameter, an annotation that does not resolve).
-            ValueError: an unknown ``task``, ``expects`` or ``target``.
+            ValueError: an unknown ``task``, ``expects``, ``target`` or ``class_dim``; a
+                ``soft_targets`` or ``class_weights_broadcast`` that is not a bool; a
+                ``class_weights`` that names no parameter of the constructor.
 
         Example:
             >>> import torch.nn as nn
@@ -118,8 +138,12 @@ class LossRegistry(TypedLookups):
             expects=_check_kind(expects, "expects", INPUT_KINDS),
             target=_check_kind(target, "target", TARGET_KINDS),
             defined_at=_defined_at(loss_class),
+            class_dim=_check_class_dim(class_dim),
+            soft_targets=_check_flag(soft_targets, "soft_targets"),
+            class_weights_broadcast=_check_flag(class_weights_broadcast, "class_weights_broadcast"),
         )
-        entry.signature  # noqa: B018 - read the constructor now: refuse what cannot be validated
+        # read the constructor now: refuse what cannot be validated
+        entry = _with_class_weights(entry, class_weights)
         with self._lock:
             existing = self._lookup(name)
             if existing is not None and existing.name != name:
@@ -307,7 +331,11 @@ class LossRegistry(TypedLookups):
             *([f"  {summary[0]}"] if summary else []),
             f"  tasks:    {', '.join(entry.tasks) or CUSTOM}",
             f"  aliases:  {', '.join(entry.aliases) or '-'}",
-            f"  expects:  {entry.expects} (targets: {entry.target})",
+            f"  expects:  {entry.expects} (targets: {entry.target}"
+            + (", soft targets too)" if entry.soft_targets else ")"),
+            f"  classes:  {'[N, C, ...]' if entry.class_dim == 1 else '[..., C]'}; per-class "
+            f"weights: {entry.class_weights or '-'}"
+            + (" (broadcast)" if entry.class_weights_broadcast else ""),
             f"  defined:  {entry.defined_at}",
             "  parameters:",
         ]
@@ -398,6 +426,45 @@ def _check_kind(value: _K, what: str, allowed: tuple[_K, ...]) -> _K:
     return value
 
 
+def _check_class_dim(value: object) -> ClassDim:
+    if isinstance(value, bool) or value not in CLASS_DIMS:
+        raise ValueError(
+            f"Unknown class_dim {value!r}; expected 1 (classes in dimension 1, [N, C, ...]) or "
+            "-1 (classes last, [..., C])."
+        )
+    return value
+
+
+def _check_flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be True or False; got {value!r}.")
+    return value
+
+
+def _with_class_weights(entry: LossEntry, class_weights: str | None) -> LossEntry:
+    """``entry`` with its per-class weight parameter checked against the constructor (or, if
+    not declared, the parameter named ``class_weights`` when there is one)."""
+    names = [p.name for p in entry.parameters]  # reads (and checks) the constructor
+    if class_weights is None:
+        class_weights = "class_weights" if "class_weights" in names else None
+    elif not isinstance(class_weights, str) or class_weights not in names:
+        close = difflib.get_close_matches(str(class_weights), names, n=1, cutoff=0.5)
+        raise LossRegistrationError(
+            f"class_weights={class_weights!r} must name the constructor parameter of "
+            f"{entry.loss_class.__qualname__} that takes one weight per class; its parameters "
+            f"are {', '.join(names) or '(none)'}"
+            + (f"; did you mean {close[0]!r}?" if close else ".")
+        )
+    if entry.class_weights_broadcast and class_weights is None:
+        raise LossRegistrationError(
+            f"class_weights_broadcast=True needs class_weights: the parameter of "
+            f"{entry.loss_class.__qualname__} that takes the per-class weights."
+        )
+    if class_weights == entry.class_weights:
+        return entry
+    return dataclasses.replace(entry, class_weights=class_weights)
+
+
 def _as_tuple(alias: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
     if alias is None:
         return ()
@@ -468,8 +535,15 @@ def register_loss(
     override: bool = False,
     expects: InputKind = "logits",
     target: TargetKind = "class_indices",
+    class_dim: ClassDim = 1,
+    soft_targets: bool = False,
+    class_weights: str | None = None,
+    class_weights_broadcast: bool = False,
 ) -> Callable[[type[M]], type[M]]:
     """Class decorator: register a loss in the global registry and return the class unchanged.
+
+    Models read what a loss takes from its registration: they refuse a loss they cannot feed
+    when they are built, and adapt their raw logits and targets to the rest.
 
     Args:
         name: Registry name; default: the class name in snake_case without a trailing ``Loss``.
@@ -479,6 +553,17 @@ def register_loss(
         override: Replace an existing entry with the same name or alias.
         expects: What the loss takes as prediction: logits, probabilities or log-probabilities.
         target: What the loss takes as target (see :data:`autotimm.losses.TargetKind`).
+        class_dim: Where it reads the classes of its prediction: ``1`` (``[N, C, ...]``, torch's
+            convention) or ``-1`` (``[..., C]``, classes last).
+        soft_targets: It also takes soft targets: class probabilities of the prediction's shape
+            (a class-index loss) or values strictly between 0 and 1 (a dense loss).
+        class_weights: The constructor parameter that takes one weight per class; a model's
+            ``class_weights`` reach the loss there. Default: the parameter named
+            ``class_weights``, if any.
+        class_weights_broadcast: That parameter is broadcast against the prediction (as
+            ``torch.nn.BCEWithLogitsLoss(weight=...)``) rather than indexed by class (as
+            ``torch.nn.CrossEntropyLoss(weight=...)``); models then shape the weights to their
+            class dimension (``[C, 1, 1]`` for ``[B, C, H, W]``).
 
     Example:
         >>> import torch.nn as nn
@@ -504,6 +589,10 @@ def register_loss(
             override=override,
             expects=expects,
             target=target,
+            class_dim=class_dim,
+            soft_targets=soft_targets,
+            class_weights=class_weights,
+            class_weights_broadcast=class_weights_broadcast,
         )
         return loss_class
 
@@ -519,6 +608,10 @@ def register_custom_loss(
     override: bool = False,
     expects: InputKind = "logits",
     target: TargetKind = "class_indices",
+    class_dim: ClassDim = 1,
+    soft_targets: bool = False,
+    class_weights: str | None = None,
+    class_weights_broadcast: bool = False,
 ) -> LossEntry:
     """Register ``loss_class`` globally under ``name`` (same as ``LossRegistry.register_loss``).
 
@@ -530,7 +623,17 @@ def register_custom_loss(
         0.5
     """
     return _REGISTRY.register_loss(
-        name, loss_class, alias, task=task, override=override, expects=expects, target=target
+        name,
+        loss_class,
+        alias,
+        task=task,
+        override=override,
+        expects=expects,
+        target=target,
+        class_dim=class_dim,
+        soft_targets=soft_targets,
+        class_weights=class_weights,
+        class_weights_broadcast=class_weights_broadcast,
     )
 
 

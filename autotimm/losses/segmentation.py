@@ -260,7 +260,7 @@ class LovaszLoss(nn.Module):
         )
 
 
-@register_loss("focal_pixelwise", task="segmentation")
+@register_loss("focal_pixelwise", task="segmentation", class_weights="alpha")
 class FocalPixelwiseLoss(nn.Module):
     """Softmax focal loss per pixel: ``-w_c (1 - p_t)^gamma log p_t``.
 
@@ -326,7 +326,7 @@ class FocalPixelwiseLoss(nn.Module):
         )
 
 
-@register_loss("mask", task="segmentation", target="dense")
+@register_loss("mask", task="segmentation", target="dense", soft_targets=True)
 class MaskLoss(nn.Module):
     """Binary cross entropy with logits for instance masks ``[N, H, W]``.
 
@@ -365,7 +365,12 @@ class MaskLoss(nn.Module):
         )
 
 
-@register_loss("combined_segmentation", task="segmentation", alias="combined")
+@register_loss(
+    "combined_segmentation",
+    task="segmentation",
+    alias="combined",
+    class_weights="class_weights",
+)
 class CombinedSegmentationLoss(nn.Module):
     """``ce_weight * cross entropy + dice_weight * dice`` for semantic segmentation.
 

@@ -12,7 +12,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["check_class_weights", "check_images", "check_num_classes", "check_probability"]
+__all__ = [
+    "check_class_weights",
+    "check_images",
+    "check_num_classes",
+    "check_probability",
+    "count_or_none",
+    "weights_or_none",
+]
 
 
 def check_num_classes(num_classes: Any, argument: str = "num_classes") -> int:
@@ -80,3 +87,32 @@ def check_images(images: Any, in_chans: int, argument: str = "images") -> Tensor
             f"{argument} must be a floating point tensor (normalised images); got {images.dtype}"
         )
     return images
+
+
+def count_or_none(value: Any) -> int | None:
+    """``value`` if it is an int >= 1, else ``None``: the models' ``loss_slots`` read their
+    (possibly unchecked, e.g. from a config) arguments with it and never raise.
+
+    Example:
+        >>> count_or_none(3), count_or_none("3"), count_or_none(True)
+        (3, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value
+
+
+def weights_or_none(value: Any) -> tuple[float, ...] | None:
+    """``value`` as a tuple of floats if it is a 1-D tensor or sequence of numbers, else
+    ``None`` (the models check the weights themselves; see :func:`check_class_weights`).
+
+    Example:
+        >>> weights_or_none([1, 2.5]), weights_or_none("heavy")
+        ((1.0, 2.5), None)
+    """
+    if isinstance(value, Tensor):
+        return tuple(float(v) for v in value.detach().cpu().reshape(-1).tolist())
+    numbers = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+    if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return tuple(float(v) for v in value)
+    return None

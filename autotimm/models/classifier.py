@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy, MultilabelAccuracy
 
-from autotimm.losses.resolve import LossLike, resolve_loss
-from autotimm.models._base import warn_unused
+from autotimm.losses.adapt import LossFeed
+from autotimm.losses.model_loss import ModelLoss
+from autotimm.losses.resolve import LossLike, LossSlot
 from autotimm.models.backbones import create_backbone
 from autotimm.models.batches import images_and, images_of
-from autotimm.models.checks import check_class_weights, check_images, check_num_classes
+from autotimm.models.checks import (
+    check_class_weights,
+    check_images,
+    check_num_classes,
+    count_or_none,
+    weights_or_none,
+)
 from autotimm.models.hparams import plain_hparam
-from autotimm.models.model_loss import ModelLoss
 from autotimm.models.optim import SchedulerName
 from autotimm.models.task import Stage, TaskModel
 
@@ -28,14 +33,19 @@ class ImageClassifier(TaskModel):
 
     Args:
         backbone: A timm model name (``timm.list_models()``).
-        num_classes: Number of classes (>= 1).
+        num_classes: Number of classes (>= 1). ``1`` without ``multi_label`` is binary
+            classification with one sigmoid output: labels are 0 or 1, and the loss must take
+            dense targets (e.g. ``"bce_with_logits"``, the default then).
         loss_fn: A registry name or alias, a ``LossSpec`` (or its dict) or an ``nn.Module``.
-            ``None``: ``"cross_entropy"``, or ``"bce_with_logits"`` when ``multi_label``.
+            ``None``: ``"cross_entropy"``, or ``"bce_with_logits"`` when ``multi_label`` or
+            ``num_classes=1``. A loss that cannot take what the model feeds it is refused
+            here, naming the losses that can.
         loss_kwargs: Arguments for a loss given by name; they win over the model's context
-            values (``num_classes``, ``class_weights``) that reach the loss when its
-            constructor has a parameter of that name.
+            values (``num_classes``) that reach the loss when its constructor has a parameter
+            of that name.
         multi_label: Targets are multi-hot ``[B, num_classes]`` vectors, not class ids.
-        class_weights: Per-class weights, for losses that take ``class_weights``.
+        class_weights: Per-class weights; they reach the loss's per-class weight parameter
+            (``weight`` of ``cross_entropy``, ...), with a warning for a loss that has none.
         pretrained: Load pretrained backbone weights (needs them cached or a network).
         lr: AdamW learning rate (the peak of the schedule).
         weight_decay: AdamW weight decay (not applied to biases and norm parameters).
@@ -47,6 +57,7 @@ class ImageClassifier(TaskModel):
     ``model.loss`` is the :class:`~autotimm.models.model_loss.ModelLoss` it trains with.
 
     Example:
+        >>> import torch
         >>> model = ImageClassifier("resnet18", num_classes=10, pretrained=False)
         >>> model(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])
@@ -70,25 +81,14 @@ class ImageClassifier(TaskModel):
         super().__init__()
         num_classes = check_num_classes(num_classes)
         self.set_optimisation(lr, weight_decay, warmup_ratio, scheduler)
-        if loss_fn is None:
-            loss_fn = "bce_with_logits" if multi_label else "cross_entropy"
         weights = check_class_weights(class_weights, num_classes)
-        # the loss first: bad loss arguments fail before the backbone is built or data is read
-        context = {"num_classes": num_classes, "class_weights": weights}
-        resolved = resolve_loss(
-            loss_fn,
-            context=context,
-            kwargs=loss_kwargs,
-            fallbacks={"class_weights": lambda: torch.ones(num_classes)},
-        )
-        if multi_label and resolved.target == "class_indices":
-            raise ValueError(
-                f"multi_label=True gives multi-hot targets, but loss_fn "
-                f"{resolved.to_hparam()!r} takes class indices; use a loss with dense "
-                "targets such as 'bce_with_logits'"
-            )
-        warn_unused(resolved, {"class_weights": weights})
-        self.loss = ModelLoss(resolved, class_dim=1, multi_label=multi_label)
+        # the loss first: a loss that does not fit, or bad loss arguments, fail before the
+        # backbone is built or data is read
+        slot = self.loss_slots(
+            {"num_classes": num_classes, "multi_label": multi_label, "class_weights": weights}
+        )["loss_fn"]
+        resolved = slot.resolve(loss_fn, loss_kwargs)
+        self.loss = ModelLoss(resolved)
         self.backbone = create_backbone(
             backbone, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate
         )
@@ -101,7 +101,7 @@ class ImageClassifier(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "loss_fn": resolved.to_hparam(context),
+                "loss_fn": resolved.to_hparam(),
                 "loss_kwargs": None,  # merged into loss_fn's params
                 "multi_label": multi_label,
                 "class_weights": plain_hparam(weights),
@@ -113,6 +113,43 @@ class ImageClassifier(TaskModel):
                 "drop_rate": drop_rate,
             }
         )
+
+    @classmethod
+    def loss_slots(cls, init_args: Mapping[str, Any]) -> dict[str, LossSlot]:
+        """``loss_fn``: logits ``[N, C]`` and class indices ``[N]`` (multi-hot ``[N, C]``
+        targets with ``multi_label``); see :meth:`TaskModel.loss_slots`.
+
+        Example:
+            >>> ImageClassifier.loss_slots({"num_classes": 3})["loss_fn"].feed.describe()
+            'logits [N, C] (C = 3) and class indices [N]'
+        """
+        num_classes = init_args.get("num_classes")
+        classes = count_or_none(num_classes)
+        multi_label = init_args.get("multi_label") is True
+        if multi_label:
+            target, note = "dense", "multi_label=True: multi-hot targets"
+        elif classes == 1:
+            target, note = "class_indices", "num_classes=1: one sigmoid output for class 1"
+        else:
+            target, note = "class_indices", ""
+        feed = LossFeed(
+            task="classification",
+            target=target,
+            prediction=("N", "C"),
+            num_classes=classes,
+            note=note,
+        )
+        return {
+            "loss_fn": LossSlot(
+                "loss_fn",
+                feed,
+                owner=cls.__name__,
+                context={"num_classes": num_classes},
+                class_weights=weights_or_none(init_args.get("class_weights")),
+                default="bce_with_logits" if multi_label or classes == 1 else "cross_entropy",
+                kwargs_argument="loss_kwargs",
+            )
+        }
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits ``[B, num_classes]`` for images ``[B, 3, H, W]``."""
@@ -128,7 +165,7 @@ class ImageClassifier(TaskModel):
         self, stage: Stage, images: Tensor, outputs: Tensor, targets: Tensor
     ) -> None:
         metric = self.train_acc if stage == "train" else self.val_acc
-        if self.multi_label:
+        if self.multi_label or self.num_classes == 1:  # independent sigmoid outputs
             probs = outputs.detach().sigmoid()
             if self.num_classes == 1:  # BinaryAccuracy
                 probs, targets = probs.reshape(-1), targets.reshape(-1)
@@ -138,12 +175,15 @@ class ImageClassifier(TaskModel):
         self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=stage != "train")
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Class probabilities: softmax, or sigmoid with ``multi_label`` or one output."""
         images = images_of(batch)
         logits = self(images)
-        return logits.sigmoid() if self.multi_label else logits.softmax(1)
+        return logits.sigmoid() if self.multi_label or self.num_classes == 1 else logits.softmax(1)
 
 
 def _accuracy(num_classes: int, multi_label: bool) -> Metric:
+    if num_classes == 1:  # one sigmoid output: class 1 against the rest
+        return BinaryAccuracy()
     if multi_label:
-        return MultilabelAccuracy(num_labels=num_classes) if num_classes > 1 else BinaryAccuracy()
-    return MulticlassAccuracy(num_classes=max(num_classes, 2), average="micro")
+        return MultilabelAccuracy(num_labels=num_classes)
+    return MulticlassAccuracy(num_classes=num_classes, average="micro")

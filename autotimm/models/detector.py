@@ -13,18 +13,24 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.ops import FeaturePyramidNetwork, batched_nms, clip_boxes_to_image
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from autotimm.losses.resolve import LossLike, ResolvedLoss, resolve_loss
-from autotimm.losses.spec import LossSpec
+from autotimm.losses.adapt import LossFeed
+from autotimm.losses.detection import FCOSLoss
+from autotimm.losses.model_loss import ModelLoss
+from autotimm.losses.resolve import LossLike, LossSlot, resolve_loss
 from autotimm.models.backbones import create_backbone
 from autotimm.models.batches import DetectionTargets, detection_batch, images_of
-from autotimm.models.checks import check_images, check_num_classes, check_probability
+from autotimm.models.checks import (
+    check_images,
+    check_num_classes,
+    check_probability,
+    count_or_none,
+)
 from autotimm.models.fcos import assign_fcos_targets, fcos_locations, level_size_ranges
 from autotimm.models.heads import FCOSHead
-from autotimm.models.model_loss import ModelLoss
 from autotimm.models.optim import SchedulerName
 from autotimm.models.task import Stage, TaskModel
 
@@ -32,6 +38,9 @@ __all__ = ["CRITERION", "DetectionOutputs", "ObjectDetector"]
 
 CRITERION = "fcos"
 """The registry criterion that combines the detector's cls, reg and centerness losses."""
+
+CRITERION_FEED = LossFeed(task="detection", target="structured", prediction=(), inputs=6)
+"""What the detector feeds its criterion: logits, boxes and centerness with their targets."""
 
 
 @dataclasses.dataclass
@@ -49,32 +58,6 @@ class DetectionOutputs:
     image_size: tuple[int, int]
 
 
-def _summed_component(
-    loss: LossLike,
-    *,
-    num_classes: int,
-    kwargs: Mapping[str, Any] | None,
-    argument: str,
-) -> ResolvedLoss:
-    """A component loss of the ``fcos`` criterion, built to return a sum.
-
-    The criterion normalises summed component losses by the number of positives. Names and
-    specs get ``reduction="sum"`` through the context (explicit kwargs still win); a
-    registry-built instance with another reduction is rebuilt from its spec with
-    ``reduction="sum"``. Whatever still is not summed (an unregistered instance, an explicit
-    ``reduction``) is reported by the criterion itself, the one place that checks it.
-    """
-    context = {"num_classes": num_classes, "reduction": "sum"}
-    resolved = resolve_loss(loss, context=context, kwargs=kwargs, argument=argument)
-    if not isinstance(loss, nn.Module) or getattr(loss, "reduction", "sum") == "sum":
-        return resolved
-    parameters = {p.name for p in resolved.entry.parameters} if resolved.entry else set()
-    if resolved.spec is None or "reduction" not in parameters:
-        return resolved
-    spec = LossSpec(name=resolved.spec.name, params={**resolved.spec.params, "reduction": "sum"})
-    return resolve_loss(spec, argument=argument)
-
-
 class ObjectDetector(TaskModel):
     """FCOS object detection on a timm backbone.
 
@@ -86,10 +69,10 @@ class ObjectDetector(TaskModel):
             strided feature levels (used as C3-C5).
         num_classes: Number of object classes (>= 1), background excluded.
         cls_loss_fn: Classification loss: a registry name or alias, a ``LossSpec`` or an
-            ``nn.Module`` for ``(logits [N, C], one-hot targets [N, C])``; built with
-            ``reduction="sum"``.
-        reg_loss_fn: Box regression loss (``"giou"``, ``"diou"``, ``"ciou"`` or a module for
-            ``(boxes [F, 4], target boxes [F, 4])``); built with ``reduction="sum"``.
+            ``nn.Module``, fed ``(logits [M, C], one-hot targets [M, C])`` by the ``fcos``
+            criterion, which needs it summed (see :class:`~autotimm.losses.FCOSLoss`).
+        reg_loss_fn: Box regression loss (``"giou"``, ``"diou"``, ``"ciou"`` or a module),
+            fed ``(boxes [F, 4], target boxes [F, 4])``, likewise summed.
         cls_loss_kwargs: Arguments for a classification loss given by name.
         reg_loss_kwargs: Arguments for a regression loss given by name.
         cls_weight: Weight of the classification term of the ``fcos`` criterion.
@@ -153,15 +136,14 @@ class ObjectDetector(TaskModel):
         self.set_optimisation(lr, weight_decay, warmup_ratio, scheduler)
         check_probability(score_thresh, "score_thresh")
         check_probability(nms_thresh, "nms_thresh")
-        # the losses first: bad loss arguments fail before the backbone is built
-        cls_loss = _summed_component(
-            cls_loss_fn, num_classes=num_classes, kwargs=cls_loss_kwargs, argument="cls_loss_fn"
-        )
-        reg_loss = _summed_component(
-            reg_loss_fn, num_classes=num_classes, kwargs=reg_loss_kwargs, argument="reg_loss_fn"
-        )
+        # the losses first: losses that do not fit, or bad loss arguments, fail before the
+        # backbone is built
+        slots = self.loss_slots({"num_classes": num_classes})
+        cls_loss = slots["cls_loss_fn"].resolve(cls_loss_fn, cls_loss_kwargs)
+        reg_loss = slots["reg_loss_fn"].resolve(reg_loss_fn, reg_loss_kwargs)
         criterion = resolve_loss(
             CRITERION,
+            feed=CRITERION_FEED,
             context={
                 "num_classes": num_classes,
                 "cls_weight": cls_weight,
@@ -170,6 +152,7 @@ class ObjectDetector(TaskModel):
             },
             kwargs={"cls_loss": cls_loss.module, "reg_loss": reg_loss.module},
             argument="cls_loss_fn/reg_loss_fn",
+            owner=type(self).__name__,
         )
         self.loss = ModelLoss(criterion)
 
@@ -199,13 +182,12 @@ class ObjectDetector(TaskModel):
         self.topk_candidates = topk_candidates
         self.val_map = _mean_average_precision(self._map_iou_types()) if compute_map else None
         self._map_updates = 0
-        component_context = {"num_classes": num_classes, "reduction": "sum"}
         self.save_hyperparameters(
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "cls_loss_fn": cls_loss.to_hparam(component_context),
-                "reg_loss_fn": reg_loss.to_hparam(component_context),
+                "cls_loss_fn": cls_loss.to_hparam(),
+                "reg_loss_fn": reg_loss.to_hparam(),
                 "cls_loss_kwargs": None,  # merged into cls_loss_fn's params
                 "reg_loss_kwargs": None,
                 "cls_weight": cls_weight,
@@ -226,6 +208,30 @@ class ObjectDetector(TaskModel):
                 "compute_map": compute_map,
             }
         )
+
+    @classmethod
+    def loss_slots(cls, init_args: Mapping[str, Any]) -> dict[str, LossSlot]:
+        """``cls_loss_fn`` and ``reg_loss_fn``: what the ``fcos`` criterion feeds its
+        components (:meth:`FCOSLoss.component_feeds`); see :meth:`TaskModel.loss_slots`.
+
+        Example:
+            >>> ObjectDetector.loss_slots({"num_classes": 2})["reg_loss_fn"].feed.describe()
+            'boxes [F, 4] and target boxes [F, 4]'
+        """
+        num_classes = init_args.get("num_classes")
+        feeds = FCOSLoss.component_feeds(count_or_none(num_classes))
+        context = {"num_classes": num_classes}
+        return {
+            f"{part}_fn": LossSlot(
+                f"{part}_fn",
+                feeds[part],
+                owner=cls.__name__,
+                context=context,
+                default=default,
+                kwargs_argument=f"{part}_kwargs",
+            )
+            for part, default in (("cls_loss", "focal"), ("reg_loss", "giou"))
+        }
 
     # ------------------------------------------------------------------ network
     def _map_iou_types(self) -> tuple[str, ...]:
@@ -312,7 +318,7 @@ class ObjectDetector(TaskModel):
             box_t.append(b)
             ctr_t.append(n)
         # a structured loss takes the named inputs as they are: nothing to adapt
-        return self.loss.module(
+        return self.loss(
             cls.reshape(-1, self.num_classes),
             boxes.reshape(-1, 4),
             ctr.reshape(-1),

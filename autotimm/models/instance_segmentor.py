@@ -10,12 +10,13 @@ from torch import Tensor
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
-from autotimm.losses.resolve import LossLike, resolve_loss
+from autotimm.losses.adapt import LossFeed
+from autotimm.losses.model_loss import ModelLoss
+from autotimm.losses.resolve import LossLike, LossSlot
 from autotimm.models.batches import DetectionTargets, detection_batch
 from autotimm.models.checks import check_probability
 from autotimm.models.detector import DetectionOutputs, ObjectDetector
 from autotimm.models.heads import MaskHead
-from autotimm.models.model_loss import ModelLoss
 from autotimm.models.optim import SchedulerName
 
 __all__ = ["InstanceSegmentor"]
@@ -35,8 +36,11 @@ class InstanceSegmentor(ObjectDetector):
         num_classes: Number of object classes (>= 1), background excluded.
         cls_loss_fn: Classification loss of the detector (see :class:`ObjectDetector`).
         reg_loss_fn: Box regression loss of the detector (see :class:`ObjectDetector`).
-        mask_loss_fn: A registry name or alias, a ``LossSpec`` or an ``nn.Module`` for
-            ``(mask logits [K, 28, 28], binary targets [K, 28, 28])``; default ``"mask"``.
+        mask_loss_fn: A registry name or alias, a ``LossSpec`` or an ``nn.Module``, fed
+            ``(mask logits [K, 28, 28], binary targets [K, 28, 28])``: any loss that takes
+            logits (or probabilities) with dense targets of their shape; default ``"mask"``.
+            It gets none of the model's values (``num_classes`` describes the boxes' classes,
+            not the masks).
         cls_loss_kwargs: Arguments for a classification loss given by name.
         reg_loss_kwargs: Arguments for a regression loss given by name.
         mask_loss_kwargs: Arguments for a mask loss given by name.
@@ -106,11 +110,10 @@ class InstanceSegmentor(ObjectDetector):
         topk_candidates: int = 1000,
         compute_map: bool = True,
     ) -> None:
-        # the mask loss first, so that its bad arguments fail before anything is built
-        context = {"num_classes": num_classes}
-        mask_loss = resolve_loss(
-            mask_loss_fn, context=context, kwargs=mask_loss_kwargs, argument="mask_loss_fn"
-        )
+        # the mask loss first, so that a loss that does not fit, or its bad arguments, fail
+        # before anything is built
+        mask_slot = self.loss_slots({"num_classes": num_classes})["mask_loss_fn"]
+        mask_loss = mask_slot.resolve(mask_loss_fn, mask_loss_kwargs)
         check_probability(mask_threshold, "mask_threshold")
         super().__init__(
             backbone,
@@ -136,7 +139,7 @@ class InstanceSegmentor(ObjectDetector):
             topk_candidates=topk_candidates,
             compute_map=compute_map,
         )
-        self.mask_loss = ModelLoss(mask_loss, class_dim=None)
+        self.mask_loss = ModelLoss(mask_loss)
         self.mask_weight = mask_weight
         self.mask_threshold = mask_threshold
         self.roi_pool = MultiScaleRoIAlign(["p3", "p4", "p5"], output_size=14, sampling_ratio=2)
@@ -146,7 +149,7 @@ class InstanceSegmentor(ObjectDetector):
         self.save_hyperparameters(
             {
                 **self.hparams,
-                "mask_loss_fn": mask_loss.to_hparam(context),
+                "mask_loss_fn": mask_loss.to_hparam(),
                 "mask_loss_kwargs": None,  # merged into mask_loss_fn's params
                 "mask_weight": mask_weight,
                 "mask_channels": mask_channels,
@@ -154,6 +157,26 @@ class InstanceSegmentor(ObjectDetector):
                 "mask_threshold": mask_threshold,
             }
         )
+
+    @classmethod
+    def loss_slots(cls, init_args: Mapping[str, Any]) -> dict[str, LossSlot]:
+        """The detector's slots plus ``mask_loss_fn``: one mask logit map per box and its
+        binary target, ``[K, 28, 28]``; see :meth:`TaskModel.loss_slots`.
+
+        Example:
+            >>> InstanceSegmentor.loss_slots({"num_classes": 2})["mask_loss_fn"].feed.describe()
+            'logits [K, 28, 28] and 0/1 targets [K, 28, 28]'
+        """
+        size = str(cls.MASK_SIZE)
+        feed = LossFeed(task="segmentation", target="dense", prediction=("K", size, size))
+        mask = LossSlot(
+            "mask_loss_fn",
+            feed,
+            owner=cls.__name__,
+            default="mask",
+            kwargs_argument="mask_loss_kwargs",
+        )
+        return {**super().loss_slots(init_args), "mask_loss_fn": mask}
 
     def _map_iou_types(self) -> tuple[str, ...]:
         return ("bbox", "segm")

@@ -11,15 +11,20 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from autotimm.losses.registry import get_loss_registry
-from autotimm.losses.resolve import LossLike, ResolvedLoss, resolve_loss
-from autotimm.models._base import warn_unused
+from autotimm.losses.adapt import LossFeed
+from autotimm.losses.model_loss import ModelLoss
+from autotimm.losses.resolve import LossLike, LossSlot
 from autotimm.models.backbones import create_backbone
 from autotimm.models.batches import images_and, images_of
-from autotimm.models.checks import check_class_weights, check_images, check_num_classes
+from autotimm.models.checks import (
+    check_class_weights,
+    check_images,
+    check_num_classes,
+    count_or_none,
+    weights_or_none,
+)
 from autotimm.models.heads import DeepLabV3PlusHead
 from autotimm.models.hparams import plain_hparam
-from autotimm.models.model_loss import ModelLoss
 from autotimm.models.optim import SchedulerName
 from autotimm.models.task import Stage, TaskModel
 
@@ -45,11 +50,13 @@ class SemanticSegmentor(TaskModel):
     Args:
         backbone: A timm model name that supports ``features_only=True``.
         num_classes: Number of classes (>= 1). ``1`` is binary segmentation with one sigmoid
-            channel and needs a loss with dense targets (e.g. ``"bce_with_logits"``); masks
-            are then 0 (background) or 1 (foreground). Softmax and class-index losses need
-            ``num_classes >= 2`` (for binary masks: ``num_classes=2``).
+            channel and needs a loss with dense targets (``"bce_with_logits"``, the default
+            then); masks are then 0 (background) or 1 (foreground). Softmax and class-index
+            losses need ``num_classes >= 2`` (for binary masks: ``num_classes=2``).
         loss_fn: A registry name or alias, a ``LossSpec`` (or its dict) or an ``nn.Module``;
-            default ``"combined_segmentation"``.
+            default ``"combined_segmentation"`` (``"bce_with_logits"`` for one channel). A
+            loss that cannot take what the model feeds it is refused here, naming the losses
+            that can.
         loss_kwargs: Arguments for a loss given by name (they win over context values).
         loss_type: Deprecated: ``"combined"``, ``"ce"``, ``"dice"`` or ``"focal"``; use
             ``loss_fn`` (``combined_segmentation``, ``cross_entropy``, ``dice``,
@@ -59,7 +66,9 @@ class SemanticSegmentor(TaskModel):
         ignore_index: Mask value of unlabelled pixels; reaches losses that take
             ``ignore_index`` and masks the metrics. Losses with dense targets have no ignored
             pixels: there they count as background.
-        class_weights: Per-class weights, for losses that take ``class_weights``.
+        class_weights: Per-class weights; they reach the loss's per-class weight parameter
+            (``class_weights`` of ``combined_segmentation``, ``weight`` of ``cross_entropy``,
+            ``alpha`` of ``focal_pixelwise``, ...), with a warning for a loss that has none.
         pretrained: Load pretrained backbone weights (needs them cached or a network).
         lr: AdamW learning rate (the peak of the schedule).
         weight_decay: AdamW weight decay (not applied to biases and norm parameters).
@@ -101,23 +110,19 @@ class SemanticSegmentor(TaskModel):
         self.set_optimisation(lr, weight_decay, warmup_ratio, scheduler)
         loss_fn = _from_loss_type(loss_fn, loss_type)
         weights = check_class_weights(class_weights, num_classes)
-        context = {
-            "num_classes": num_classes,
-            "ignore_index": ignore_index,
-            "class_weights": weights,
-            "ce_weight": ce_weight,
-            "dice_weight": dice_weight,
-        }
-        resolved = resolve_loss(
-            loss_fn,
-            context=context,
-            kwargs=loss_kwargs,
-            fallbacks={"class_weights": lambda: torch.ones(num_classes)},
-        )
-        if num_classes == 1:
-            _check_binary_loss(resolved)
-        warn_unused(resolved, {"class_weights": weights})
-        self.loss = ModelLoss(resolved, class_dim=1, ignore_index=ignore_index)
+        # the loss first: a loss that does not fit, or bad loss arguments, fail before the
+        # backbone is built or data is read
+        slot = self.loss_slots(
+            {
+                "num_classes": num_classes,
+                "ignore_index": ignore_index,
+                "class_weights": weights,
+                "ce_weight": ce_weight,
+                "dice_weight": dice_weight,
+            }
+        )["loss_fn"]
+        resolved = slot.resolve(loss_fn, loss_kwargs)
+        self.loss = ModelLoss(resolved)
         self.backbone = create_backbone(backbone, pretrained=pretrained, features_only=True)
         info = cast(Any, self.backbone).feature_info
         reductions, channels = info.reduction(), info.channels()
@@ -142,7 +147,7 @@ class SemanticSegmentor(TaskModel):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "loss_fn": resolved.to_hparam(context),
+                "loss_fn": resolved.to_hparam(),
                 "loss_kwargs": None,  # merged into loss_fn's params
                 "loss_type": None,  # translated into loss_fn
                 "ce_weight": ce_weight,
@@ -158,6 +163,49 @@ class SemanticSegmentor(TaskModel):
                 "aspp_rates": plain_hparam(tuple(aspp_rates)),
             }
         )
+
+    @classmethod
+    def loss_slots(cls, init_args: Mapping[str, Any]) -> dict[str, LossSlot]:
+        """``loss_fn``: logits ``[B, C, H, W]`` and class indices ``[B, H, W]`` with
+        ``ignore_index``; see :meth:`TaskModel.loss_slots`.
+
+        Example:
+            >>> SemanticSegmentor.loss_slots({"num_classes": 1})["loss_fn"].default
+            'bce_with_logits'
+        """
+        num_classes = init_args.get("num_classes")
+        classes = count_or_none(num_classes)
+        ignore_index = init_args.get("ignore_index", 255)
+        feed = LossFeed(
+            task="segmentation",
+            target="class_indices",
+            prediction=("B", "C", "H", "W"),
+            num_classes=classes,
+            ignore_index=ignore_index if isinstance(ignore_index, int) else None,
+            note=(
+                "num_classes=1: one sigmoid channel for class 1; for a softmax loss use "
+                "num_classes=2"
+                if classes == 1
+                else ""
+            ),
+        )
+        context = {
+            "num_classes": num_classes,
+            "ignore_index": ignore_index,
+            "ce_weight": init_args.get("ce_weight", 1.0),
+            "dice_weight": init_args.get("dice_weight", 1.0),
+        }
+        return {
+            "loss_fn": LossSlot(
+                "loss_fn",
+                feed,
+                owner=cls.__name__,
+                context=context,
+                class_weights=weights_or_none(init_args.get("class_weights")),
+                default="bce_with_logits" if classes == 1 else DEFAULT_LOSS,
+                kwargs_argument="loss_kwargs",
+            )
+        }
 
     def forward(self, x: Tensor) -> Tensor:
         """Per-pixel class logits ``[B, num_classes, H, W]`` for images ``[B, 3, H, W]``."""
@@ -204,8 +252,6 @@ class SemanticSegmentor(TaskModel):
         return images, masks
 
     def compute_loss(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        if self.num_classes == 1:  # one sigmoid channel: the mask is its dense target
-            targets = (targets == 1).unsqueeze(1).to(outputs.dtype)
         return self.loss(outputs, targets), self.loss.components()
 
     def update_metrics(
@@ -224,41 +270,10 @@ class SemanticSegmentor(TaskModel):
         return self.labels_of(self(images))
 
 
-def _check_binary_loss(loss: ResolvedLoss) -> None:
-    """One output channel trains only with a loss that takes dense (sigmoid) targets: under a
-    softmax one channel is constantly 1, so class-index losses would train on nothing."""
-    if loss.entry is not None and loss.target == "dense":
-        return
-    fitting = sorted(
-        entry.name
-        for entry in get_loss_registry()
-        if entry.target == "dense" and {"classification", "segmentation"} & set(entry.tasks)
-    )
-    what = (
-        f"loss {loss.entry.name!r} takes "
-        + ("class indices" if loss.target == "class_indices" else f"{loss.target!r} targets")
-        if loss.entry is not None
-        else f"the unregistered loss {type(loss.module).__name__} declares no target kind, so it "
-        "is taken to take class indices"
-    )
-    why = (
-        " (a softmax over one channel is constant, so it would train on nothing)"
-        if loss.target == "class_indices"
-        else ""
-    )
-    raise ValueError(
-        f"SemanticSegmentor(num_classes=1) has one output channel, but {what}{why}. "
-        "For binary masks use "
-        "num_classes=2 (background and foreground), or keep num_classes=1 with a loss that "
-        f"takes dense (sigmoid) targets: {', '.join(map(repr, fitting))}"
-        + ("" if loss.entry is not None else " (or register your loss with target='dense')")
-    )
-
-
-def _from_loss_type(loss_fn: LossLike | None, loss_type: str | None) -> LossLike:
+def _from_loss_type(loss_fn: LossLike | None, loss_type: str | None) -> LossLike | None:
     """Translate the deprecated ``loss_type`` into a registry name (with a FutureWarning)."""
     if loss_type is None:
-        return DEFAULT_LOSS if loss_fn is None else loss_fn
+        return loss_fn
     if loss_fn is not None:
         raise ValueError(
             "Pass either loss_fn or the deprecated loss_type, not both "

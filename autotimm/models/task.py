@@ -10,6 +10,8 @@ Every training, validation and test step of every model is the same template,
     self.update_metrics(stage, images, outputs, targets)
 
 A model fills in those hooks; it owns its head, calls its ``self.loss`` and nothing else.
+What a model feeds each of its loss arguments is one classmethod, :meth:`TaskModel.loss_slots`,
+which the model's ``__init__`` and the config checker both use.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-from autotimm.models.model_loss import ModelLoss
+from autotimm.losses.model_loss import ModelLoss
+from autotimm.losses.resolve import LossSlot
 from autotimm.models.optim import SchedulerName, check_optim_settings, configure_optimizer
 
 __all__ = ["Stage", "TaskModel"]
@@ -43,6 +46,19 @@ class TaskModel(LightningModule):
     weight_decay: float
     warmup_ratio: float
     scheduler: SchedulerName
+
+    # ------------------------------------------------------------------ the loss arguments
+    @classmethod
+    def loss_slots(cls, init_args: Mapping[str, Any]) -> dict[str, LossSlot]:
+        """Each loss argument of the model, by name, and what the model feeds it.
+
+        ``init_args`` are the constructor's arguments (those it does not hold have their
+        defaults); they may be unchecked (a config that has not been validated), so this
+        never raises: unknown values leave the feed's sizes unknown. The model's
+        ``__init__`` resolves its losses through these slots, and ``autotimm check`` checks a
+        config's losses through them, without building anything.
+        """
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ the step template
     def unpack_batch(self, batch: Any) -> tuple[Tensor, Any]:

@@ -158,13 +158,55 @@ def test_a_loss_for_another_task_is_a_warning_naming_the_model_tasks_losses(
     data_root: Path,
 ) -> None:
     config = load_config("classification.yaml", data_root)
-    config["model"]["init_args"]["loss_fn"] = "giou"
+    config["model"]["init_args"]["loss_fn"] = "focal_pixelwise"  # fits [N, C] logits and labels
     result = check_config(config)
     assert result.problems == []
     (warning,) = result.warnings
     assert warning.place == "model.init_args.loss_fn"
-    assert "registered for detection, not classification" in warning.message
-    assert "cross_entropy" in warning.message and "bce_with_logits" in warning.message
+    assert "registered for segmentation, not classification" in warning.message
+    assert "that fit loss_fn: bce, bce_with_logits, cross_entropy, mse, nll" in warning.message
+
+
+def test_a_loss_the_model_cannot_feed_is_a_problem_naming_the_losses_that_fit(
+    data_root: Path,
+) -> None:
+    config = load_config("classification.yaml", data_root)
+    config["model"]["init_args"]["loss_fn"] = "giou"
+    found = messages(config)
+    assert list(found) == ["model.init_args.loss_fn"]
+    assert "ImageClassifier cannot use loss_fn='giou': it takes boxes" in found[
+        "model.init_args.loss_fn"
+    ]
+    assert "Registered losses that fit loss_fn: bce, bce_with_logits," in found[
+        "model.init_args.loss_fn"
+    ]
+    detection = load_config("instance_segmentation.yaml", data_root)
+    detection["model"]["init_args"]["reg_loss_fn"] = "dice"
+    detection["model"]["init_args"]["mask_loss_fn"] = "ce"
+    detection["model"]["init_args"]["cls_loss_kwargs"] = {"num_classes": 7}
+    assert places(detection) == [
+        "model.init_args.cls_loss_fn",
+        "model.init_args.reg_loss_fn",
+        "model.init_args.mask_loss_fn",
+    ]
+
+
+def test_the_model_default_loss_is_checked_with_what_the_model_feeds(data_root: Path) -> None:
+    config = load_config("segmentation.yaml", data_root)
+    init = config["model"]["init_args"]
+    init.pop("loss_fn", None)
+    init["num_classes"] = 1  # one channel: the default is then bce_with_logits, which fits
+    assert places(config) == []
+    init["loss_fn"] = "dice"
+    assert "softmax over one channel is constant" in messages(config)["model.init_args.loss_fn"]
+
+
+def test_class_weights_are_checked_where_the_model_sets_them(data_root: Path) -> None:
+    config = load_config("classification.yaml", data_root)
+    config["model"]["init_args"]["class_weights"] = [1.0, -2.0, 1.0]  # reach ce's weight
+    found = messages(config)
+    assert list(found) == ["model.init_args.class_weights"]
+    assert "loss 'cross_entropy': expected Tensor >= 0" in found["model.init_args.class_weights"]
 
 
 def test_detector_losses_each_get_their_own_place(data_root: Path) -> None:

@@ -125,7 +125,10 @@ def test_cli_lists_losses(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["losses", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     ce = next(row for row in rows if row["name"] == "cross_entropy")
-    assert ce["aliases"] == ["ce"] and ce["tasks"] == ["classification"]
+    assert ce["aliases"] == ["ce"] and ce["tasks"] == ["classification", "segmentation"]
+    assert (ce["class_weights"], ce["soft_targets"], ce["class_dim"]) == ("weight", True, 1)
+    focal = next(row for row in rows if row["name"] == "focal")
+    assert (focal["class_dim"], focal["class_weights"]) == (-1, None)
 
 
 def test_cli_shows_a_parameter_table_and_json_schema(capsys: pytest.CaptureFixture[str]) -> None:

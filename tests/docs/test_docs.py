@@ -5,7 +5,8 @@
   order, in one namespace, in a temporary working directory, shrunk only from the outside.
 - A ```text block right after ``<!-- docs-test: output -->`` must equal what the preceding
   block printed. That keeps pasted error messages and CLI tables real.
-- The loss catalogue is regenerated from the registry and must match the committed page.
+- The loss catalogue, and the models page's table of which losses fit each model argument, are
+  regenerated from the registry and must match the committed pages.
 - ``mkdocs build --strict`` passes (when mkdocs is installed).
 """
 
@@ -85,6 +86,21 @@ def test_catalogue_page_is_generated_from_the_registry() -> None:
     assert catalogue.render() == catalogue.TARGET.read_text(encoding="utf-8"), (
         "docs/losses/catalogue.md is out of date: run python scripts/docs_catalogue.py"
     )
+
+
+def test_loss_fit_table_is_generated_from_the_models_and_the_registry() -> None:
+    fit = _load_script("docs_loss_fit")
+    page = fit.TARGET.read_text(encoding="utf-8")
+    assert fit.render(page) == page, (
+        "docs/models-and-data.md is out of date: run python scripts/docs_loss_fit.py"
+    )
+    # every model and loss argument has its row
+    import autotimm
+
+    for name in ("ImageClassifier", "SemanticSegmentor", "ObjectDetector", "InstanceSegmentor"):
+        for argument in getattr(autotimm, name).loss_slots({"num_classes": 2}):
+            if name != "InstanceSegmentor" or argument == "mask_loss_fn":
+                assert f"| `{name}`" in page and f"| `{argument}` |" in page, (name, argument)
 
 
 def test_catalogue_lists_every_builtin_loss_and_alias() -> None:

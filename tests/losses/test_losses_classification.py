@@ -200,8 +200,11 @@ def test_registry_names_and_metadata() -> None:
     assert get_entry("nll").expects == "log_probabilities"
     assert get_entry("bce_with_logits").target == "dense"
     for name in ("cross_entropy", "nll", "bce", "bce_with_logits", "mse"):
-        assert get_entry(name).tasks == ("classification",)
+        assert get_entry(name).tasks[0] == "classification"
         assert "num_classes" in {p.name for p in get_entry(name).parameters}
+    # the standard segmentation losses among them are registered for segmentation too
+    for name in ("cross_entropy", "bce", "bce_with_logits"):
+        assert get_entry(name).tasks == ("classification", "segmentation")
     built = get_loss("ce", weight=[1.0, 2.0, 3.0], ignore_index=3)
     assert isinstance(built, CrossEntropyLoss)
     assert torch.equal(built.weight, torch.tensor([1.0, 2.0, 3.0]))

@@ -480,8 +480,8 @@ def test_fcos_all_ignored_and_empty() -> None:
 def test_fcos_rejects_bad_components_and_labels() -> None:
     with pytest.raises(LossConfigError, match="cls_loss"):
         FCOSLoss(cls_loss="no_such_loss")
-    with pytest.raises(LossConfigError, match=r"reg_loss.*FCOS criterion itself"):
-        FCOSLoss(reg_loss="fcos")
+    with pytest.raises(LossConfigError, match=r"reg_loss: fcos cannot use reg_loss=.fcos.: it"):
+        FCOSLoss(reg_loss="fcos")  # the criterion itself does not fit a component
     inputs = list(_fcos_inputs(5, 3, seed=0))
     inputs[3] = torch.tensor([0, 1, 4, -1, 3])
     with pytest.raises(ValueError, match=r"target label 4 .*\[0, 4\).*background"):

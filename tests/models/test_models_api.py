@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from autotimm import ImageClassifier, InstanceSegmentor, ObjectDetector, SemanticSegmentor
-from autotimm.models.model_loss import ModelLoss
+from autotimm.losses.model_loss import ModelLoss
 from autotimm.models.task import TaskModel
 
 BACKBONE = "resnet10t"

@@ -1,0 +1,106 @@
+"""``ModelLoss``: the one loss a model calls, as a submodule of the model.
+
+A model resolves each loss argument through its :class:`~autotimm.losses.resolve.LossSlot`
+and keeps the result as ``model.loss`` (and ``model.mask_loss`` for the instance segmentor's
+mask head), a :class:`ModelLoss`: the loss module (``.module``, moved and saved with the
+model), what the model feeds it (``.feed``), what it takes (``.takes``, ``.expects``,
+``.target``) and the spec that rebuilds it (``.spec``). Calling it with the model's raw outputs
+and targets adapts them to what the loss takes
+(:func:`~autotimm.losses.adapt.adapt_to_loss`) and calls the loss.
+
+It keeps plain data only (no registry entry, no schema class), so a model pickles whatever its
+loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor, nn
+
+from autotimm.losses._types import InputKind, TargetKind
+from autotimm.losses.adapt import LossFeed, LossTakes, adapt_to_loss
+from autotimm.losses.resolve import ResolvedLoss
+from autotimm.losses.spec import LossSpec
+
+__all__ = ["ModelLoss"]
+
+
+class ModelLoss(nn.Module):
+    """A resolved loss bound to what its model feeds it.
+
+    Args:
+        resolved: What :func:`~autotimm.losses.resolve.resolve_loss` (or
+            :meth:`LossSlot.resolve <autotimm.losses.resolve.LossSlot.resolve>`) returned.
+
+    Attributes:
+        module: The loss module that is called.
+        name: Its registry name (``None`` for an instance of an unregistered class).
+        feed: What the model feeds it (``None``: called as fed).
+        takes: What it takes (``None``: undeclared, called as fed).
+        spec: The plain data that rebuilds it, or ``None``.
+
+    Example:
+        >>> import torch
+        >>> from autotimm.losses.adapt import LossFeed
+        >>> from autotimm.losses.resolve import resolve_loss
+        >>> feed = LossFeed(task="classification", target="class_indices",
+        ...                 prediction=("N", "C"), num_classes=3)
+        >>> loss = ModelLoss(resolve_loss("bce", feed=feed))  # probabilities, one-hot targets
+        >>> loss.name, loss.expects, loss.target
+        ('bce', 'probabilities', 'dense')
+        >>> round(loss(torch.zeros(2, 3), torch.tensor([0, 2])).item(), 4)  # sigmoid(0) = 0.5
+        0.6931
+    """
+
+    module: nn.Module
+    name: str | None
+    feed: LossFeed | None
+    takes: LossTakes | None
+    spec: LossSpec | None
+
+    def __init__(self, resolved: ResolvedLoss) -> None:
+        super().__init__()
+        self.module = resolved.module
+        self.name = resolved.entry.name if resolved.entry is not None else None
+        self.feed = resolved.feed
+        self.takes = resolved.takes
+        self.spec = resolved.spec
+
+    @property
+    def expects(self) -> InputKind:
+        """What the loss takes as prediction (``"logits"`` when undeclared)."""
+        return self.takes.expects if self.takes is not None else "logits"
+
+    @property
+    def target(self) -> TargetKind:
+        """What the loss takes as target (when undeclared: what it is fed)."""
+        if self.takes is not None:
+            return self.takes.target
+        return self.feed.target if self.feed is not None else "class_indices"
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """The loss of the model's raw ``prediction`` and ``target`` (or, for a structured
+        feed, of its inputs as they are)."""
+        if self.feed is not None and len(inputs) == 2:
+            prediction, target = adapt_to_loss(self.feed, self.takes, inputs[0], inputs[1])
+            return self.module(prediction, target)  # type: ignore[no-any-return]
+        return self.module(*inputs)  # type: ignore[no-any-return]
+
+    def components(self) -> dict[str, Tensor]:
+        """The parts of a composite loss after its last call, keyed ``loss_<part>`` for logging.
+
+        Losses that report parts (``last_components``, e.g. ``combined_segmentation`` and
+        ``fcos``) give them here, detached; other losses give ``{}``.
+        """
+        parts = getattr(self.module, "last_components", None)
+        if not isinstance(parts, Mapping):
+            return {}
+        named = {}
+        for key, value in parts.items():
+            key = str(key)
+            named[key if key.startswith("loss") else f"loss_{key}"] = value
+        return named
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, expects={self.expects!r}, target={self.target!r}"
