@@ -588,6 +588,7 @@ class SoftmaxFocalLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """Focal loss of ``logits [N, C]`` against class indices ``[N]``."""
+        LF.checks.check_softmax_channels(logits, name="softmax_focal")
         LF.checks.check_class_indices(
             logits,
             target,

@@ -100,9 +100,9 @@ def _binary_terms(gamma_neg: float, gamma_pos: float, clip: float, eps: float) -
         torch.addcmul(x, t, x, value=-2.0, out=w)
         torch.sigmoid(w, out=q)
         torch.sigmoid(w.neg_(), out=r)  # w is free from here on
-        if clip > 0:
-            torch.add(r, t, alpha=-clip, out=m).add_(clip).clamp_max_(1.0)
-            torch.add(q, t, alpha=clip, out=base).sub_(clip).clamp_min_(0.0)
+        if clip > 0:  # clip_t = clip (1 - t), exactly 0 or clip, before r and q join it
+            torch.mul(t, -clip, out=m).add_(clip).add_(r).clamp_max_(1.0)
+            torch.mul(t, clip, out=base).sub_(clip).add_(q).clamp_min_(0.0)
         else:
             m, base = r, q
         f_neg = power(base, gamma_neg, f) if gamma_neg != 0 else 1.0
@@ -113,7 +113,7 @@ def _binary_terms(gamma_neg: float, gamma_pos: float, clip: float, eps: float) -
             torch.div(f, ce, out=grad)
             if clip > 0 and gamma_neg == 0:  # base^0 = 1 does not vanish where m is clipped
                 grad.mul_(torch.sign(base, out=w))
-            if float(m.min()) < eps:  # a clamped log passes no gradient
+            if m.numel() and float(m.min()) < eps:  # a clamped log passes no gradient
                 grad.mul_(m >= eps)
         torch.log(ce, out=ce).neg_()
         value = f.mul_(ce)

@@ -204,9 +204,8 @@ def binary_targets(
         if not label_smoothing:
             target = one_hot
         else:
-            off = label_smoothing / classes
-            dtype = logits.dtype if logits.is_floating_point() else torch.float32
-            target = torch.where(one_hot, 1 - label_smoothing + off, off).to(dtype)
+            dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+            target = one_hot.to(dtype) * (1 - label_smoothing) + label_smoothing / classes
     elif smooth_dense and label_smoothing:
         target = target.float() if not target.is_floating_point() else target
         target = target * (1 - label_smoothing) + label_smoothing / 2
