@@ -38,7 +38,7 @@ Terms = tuple[Tensor, Tensor | None, Tensor | None]
 """``(value, factor, dx)`` of one step: loss ``value * factor``, gradient ``dx * factor``."""
 
 TermsFn = Callable[[Tensor, Tensor, bool, bool, "Scratch"], Terms]
-"""``terms(x, t, hard, need_grad, scratch)``; ``hard``: every target of the step is 0 or 1."""
+"""``terms(x, t, hard, need_grad, scratch)``; ``hard``: every target of the call is 0 or 1."""
 
 
 class Scratch:
@@ -124,7 +124,8 @@ def by_target(
 
 
 def all_zero_or_one(t: Tensor) -> bool:
-    """Whether every value of ``t`` is exactly 0 or 1 (one pass, in cache-sized steps)."""
+    """Whether every value of ``t`` is exactly 0 or 1 (in cache-sized steps, stopping at the
+    first step that holds another value)."""
     flat = t.reshape(-1)
     steps = _steps(flat)
     scratch = torch.empty(flat[steps[0]].numel(), dtype=t.dtype, device=t.device)
@@ -166,7 +167,7 @@ class _ChunkedLoss(torch.autograd.Function):
         buffers: int,
         summed: bool,
         need_grad: bool,
-        hard: bool | None,
+        hard: bool,
         scale: float,
     ) -> Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -183,10 +184,7 @@ class _ChunkedLoss(torch.autograd.Function):
             scratch = Scratch(x, xs[steps[0]].numel(), count=buffers)
             for step in steps:
                 x_step, t_step = xs[step], ts[step]
-                step_hard = hard
-                if step_hard is None:
-                    step_hard = _all_zero_or_one(t_step, scratch.views(t_step)[0])
-                value, factor, dx = terms(x_step, t_step, step_hard, need_grad, scratch)
+                value, factor, dx = terms(x_step, t_step, hard, need_grad, scratch)
                 if dx is not None and scale != 1:  # the mean's 1/n, in the cache
                     dx = dx.mul_(scale)
                 if ws is not None:
@@ -237,8 +235,11 @@ def chunked_loss(
     ``x``: float logits (contiguous); ``t``: targets of ``x``'s shape and dtype; ``buffers``:
     how many scratch buffers ``terms`` uses; ``weight``: a non-negative multiplier that
     broadcasts to ``x`` (no gradient). ``hard``: whether every target is 0 or 1 (``None``:
-    decided per step, at the cost of a pass over the targets). ``"mean"`` is over all elements.
+    find out, in a pass over the targets that stops at the first step with another value).
+    ``"mean"`` is over all elements.
     """
+    if hard is None:
+        hard = all_zero_or_one(t)
     need_grad = torch.is_grad_enabled() and x.requires_grad
     summed = inner_reduction(reduction) == "sum"
     scale = 1 / max(x.numel(), 1) if reduction == "mean" else 1.0

@@ -66,6 +66,13 @@ def _reference(
     return loss
 
 
+def _power_or_one(base: Tensor, gamma: float, out: Tensor) -> Tensor | float:
+    """``base^gamma``: 1 for ``gamma = 0``, ``base`` itself for 1, else into ``out``."""
+    if gamma == 0:
+        return 1.0
+    return base if gamma == 1 else power(base, gamma, out)
+
+
 def _power_slope(base: Tensor, gamma: float, out: Tensor) -> Tensor | float:
     """``d(base^gamma)/d(base) = gamma base^(gamma - 1)`` (``base >= 0``, ``gamma > 0``); a
     negative power takes ``base`` as at least the smallest normal float, so it stays finite."""
@@ -101,12 +108,13 @@ def _binary_terms(gamma_neg: float, gamma_pos: float, clip: float, eps: float) -
         torch.sigmoid(w, out=q)
         torch.sigmoid(w.neg_(), out=r)  # w is free from here on
         if clip > 0:  # clip_t = clip (1 - t), exactly 0 or clip, before r and q join it
-            torch.mul(t, -clip, out=m).add_(clip).add_(r).clamp_max_(1.0)
-            torch.mul(t, clip, out=base).sub_(clip).add_(q).clamp_min_(0.0)
+            clip_t = torch.mul(t, -clip, out=base).add_(clip)
+            torch.add(r, clip_t, out=m).clamp_max_(1.0)
+            torch.sub(q, clip_t, out=base).clamp_min_(0.0)
         else:
             m, base = r, q
-        f_neg = power(base, gamma_neg, f) if gamma_neg != 0 else 1.0
-        f_pos = power(base, gamma_pos, w) if gamma_pos != 0 else 1.0
+        f_neg = _power_or_one(base, gamma_neg, f)
+        f_pos = _power_or_one(base, gamma_pos, w)
         by_target(f_neg, f_pos, t, f, scratch)  # base^gamma_t
         torch.clamp_min(m, eps, out=ce)  # max(m, eps) for now
         if need_grad:
@@ -171,4 +179,5 @@ def asymmetric_loss(
     if fast and not label_smoothing and (known_binary or all_zero_or_one(y)):
         terms = _binary_terms(gamma_neg, gamma_pos, c, eps)
         return chunked_loss(x, y, terms, buffers=9, reduction=reduction, weight=w, hard=True)
+    # soft targets: through autograd (an analytic soft path would be faster, mixup is rarer)
     return reduce_loss(_reference(x, y, gamma_neg, gamma_pos, c, eps, w), reduction)

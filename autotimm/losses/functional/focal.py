@@ -122,8 +122,8 @@ def _soft_terms(
 
 
 def _focal_terms(alpha: float | None, gamma: float) -> TermsFn:
-    """The focal terms of a step: the shorter :func:`binary_focal_terms` when its targets are all
-    0 or 1 (always for integer and bool targets), else :func:`_soft_terms`."""
+    """The focal terms: the shorter :func:`binary_focal_terms` when the targets are all 0 or 1
+    (always for integer and bool targets), else :func:`_soft_terms`."""
 
     def terms(x: Tensor, t: Tensor, hard: bool, need_grad: bool, scratch: Scratch) -> Terms:
         return (binary_focal_terms if hard else _soft_terms)(x, t, alpha, gamma, need_grad, scratch)
