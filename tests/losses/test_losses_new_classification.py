@@ -476,3 +476,38 @@ def test_new_classification_losses_are_registered_with_their_metadata() -> None:
         assert entry.expects == "logits" and entry.target == target
     parameters = {p.name for p in get_entry("bce_with_logits").parameters}
     assert {"label_smoothing", "target_threshold", "smooth_dense"} <= parameters
+
+
+@SETTINGS
+@given(problem=index_problem(), gammas=st.tuples(st.floats(0, 4), st.floats(0, 4)))
+def test_softmax_focal_law_at_most_cross_entropy_and_decreasing_in_gamma(
+    problem: tuple[torch.Tensor, torch.Tensor], gammas: tuple[float, float]
+) -> None:
+    """(1 - p_t)^gamma <= 1: the focal loss of a sample is at most its cross entropy, and
+    smaller for a larger gamma."""
+    logits, target = problem
+    low, high = sorted(gammas)
+    ce = SoftmaxFocalLoss(gamma=0.0, reduction="none")(logits, target)
+    focal_low = SoftmaxFocalLoss(gamma=low, reduction="none")(logits, target)
+    focal_high = SoftmaxFocalLoss(gamma=high, reduction="none")(logits, target)
+    assert (focal_high <= focal_low + 1e-12).all() and (focal_low <= ce + 1e-12).all()
+    assert (focal_high >= 0).all()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("scale", [1e4, -1e4])
+def test_asymmetric_soft_targets_at_extreme_logits_are_finite(
+    smoothing: float, scale: float
+) -> None:
+    """Soft targets (mixup) and label smoothing take the autograd path: finite there too,
+    for exponents below 1 as well."""
+    generator = torch.Generator().manual_seed(0)
+    logits = (torch.randn(6, 4, generator=generator) * scale).requires_grad_()
+    target = torch.rand(6, 4, generator=generator)
+    target[0] = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    for gammas in ((4.0, 1.0), (0.5, 0.3)):
+        loss = AsymmetricLoss(
+            gamma_neg=gammas[0], gamma_pos=gammas[1], label_smoothing=smoothing, reduction="sum"
+        )(logits, target)
+        (grad,) = torch.autograd.grad(loss, logits)
+        assert torch.isfinite(loss) and torch.isfinite(grad).all()

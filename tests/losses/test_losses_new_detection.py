@@ -437,3 +437,32 @@ def test_new_detection_losses_are_registered_with_their_metadata() -> None:
         entry = get_entry(name)
         assert entry.loss_class is cls and entry.tasks == ("detection",)
         assert entry.expects == "logits" and entry.target == target, name
+
+
+@SETTINGS
+@given(problem=score_problem(), beta=st.floats(0, 4), gamma=st.floats(0, 4))
+def test_quality_and_varifocal_law_at_most_binary_cross_entropy(
+    problem: tuple[torch.Tensor, torch.Tensor], beta: float, gamma: float
+) -> None:
+    """|y - sigmoid(x)|^beta <= 1, and VFL weights are at most 1 (alpha <= 1): both losses
+    are at most the binary cross entropy of each element, and non-negative."""
+    logits, target = problem
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    quality = QualityFocalLoss(beta=beta, reduction="none")(logits, target)
+    varifocal = VarifocalLoss(alpha=0.75, gamma=gamma, reduction="none")(logits, target)
+    for loss in (quality, varifocal):
+        assert (loss >= 0).all() and (loss <= bce * (1 + 1e-12) + 1e-12).all()
+
+
+@SETTINGS
+@given(n=st.integers(1, 5), seed=st.integers(0, 2**16), shift=st.floats(-50, 50))
+def test_iou_law_bounded_symmetric_and_translation_invariant(
+    n: int, seed: int, shift: float
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    a, b = _boxes(n, generator), _boxes(n, generator)
+    loss = IoULoss(reduction="none", eps=1e-12)
+    value = loss(a, b)
+    assert ((value >= 0) & (value <= 1)).all()
+    _close(loss(b, a), value)
+    _close(loss(a + shift, b + shift), value, atol=1e-9, rtol=1e-6)
