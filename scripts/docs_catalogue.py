@@ -61,8 +61,8 @@ FORMULAS: dict[str, str] = {
 \ell = |\hat b - b| \quad \text{per box coordinate}
 """,
     "smooth_l1": r"""
-\ell = \begin{cases} \tfrac{1}{2} d^2 / \beta & |d| < \beta \\ |d| - \tfrac{1}{2} \beta & \text{otherwise}
-\end{cases},
+\ell = \begin{cases} \tfrac{1}{2} d^2 / \beta & |d| < \beta \\
+  |d| - \tfrac{1}{2} \beta & \text{otherwise} \end{cases},
 \quad d = \hat b - b \text{ per box coordinate}
 """,
     "iou": r"""
