@@ -40,7 +40,50 @@ FORMULAS: dict[str, str] = {
 \ell_n = -\,w_{y_n}\, x_{n, y_n} \quad (x = \text{log-probabilities})
 """,
     "bce_with_logits": r"""
-\ell = -\,w \left[ p_w\, y \log \sigma(x) + (1 - y) \log\bigl(1 - \sigma(x)\bigr) \right]
+\ell = -\,w \left[ p_w\, y \log \sigma(x) + (1 - y) \log\bigl(1 - \sigma(x)\bigr) \right],
+\qquad y_{n,c} = (1 - s)\,[c = t_n] + \frac{s}{C} \ \text{for class indices } t
+""",
+    "asymmetric": r"""
+\ell = -\bigl[ y \log \max(p, \epsilon) + (1 - y) \log \max(m, \epsilon) \bigr]
+  (1 - p_t)^{\gamma_{+} y + \gamma_{-} (1 - y)},
+\quad p = \sigma(x),\ m = \min(1 - p + \mathrm{clip}, 1),\ p_t = y\, p + (1 - y)\, m
+""",
+    "softmax_focal": r"""
+\ell_n = -\,w_{y_n}\, (1 - p_{n, y_n})^{\gamma} \log p_{n, y_n},
+\quad p_n = \mathrm{softmax}(x_n)
+""",
+    "poly1": r"""
+\ell_n = \sum_{c} w_c\, q_{n,c} \bigl( -\log p_{n,c} + \epsilon\, (1 - p_{n,c}) \bigr),
+\quad q_{n} = (1-s)\,\mathrm{onehot}(y_n) + \frac{s}{C}
+  \ \bigl(= \mathrm{CE} + \epsilon\,(1 - p_t) \text{ for } w = 1,\ s = 0\bigr)
+""",
+    "l1": r"""
+\ell = |\hat b - b| \quad \text{per box coordinate}
+""",
+    "smooth_l1": r"""
+\ell = \begin{cases} \tfrac{1}{2} d^2 / \beta & |d| < \beta \\
+  |d| - \tfrac{1}{2} \beta & \text{otherwise} \end{cases},
+\quad d = \hat b - b \text{ per box coordinate}
+""",
+    "iou": r"""
+\ell = 1 - \mathrm{IoU} \ \text{(linear)} \quad \text{or} \quad
+\ell = -\log \max(\mathrm{IoU}, \epsilon) \ \text{(log)},
+\qquad \mathrm{IoU} = \frac{|A \cap B|}{|A \cup B| + \epsilon}
+""",
+    "quality_focal": r"""
+\ell = -\,|y - \sigma(x)|^{\beta}
+  \left[ y \log \sigma(x) + (1 - y) \log\bigl(1 - \sigma(x)\bigr) \right],
+\quad y \in [0, 1] \text{ the IoU quality target}
+""",
+    "varifocal": r"""
+\ell = \begin{cases}
+  -\,y \left[ y \log \sigma(x) + (1 - y) \log\bigl(1 - \sigma(x)\bigr) \right] & y > 0 \\
+  -\,\alpha\, \sigma(x)^{\gamma} \log\bigl(1 - \sigma(x)\bigr) & y = 0
+\end{cases}
+""",
+    "distribution_focal": r"""
+\ell = -\bigl[ (b + 1 - y) \log p_{b} + (y - b) \log p_{b + 1} \bigr],
+\quad b = \min(\lfloor y \rfloor, n - 1),\ p = \mathrm{softmax}(x) \text{ over the bins } 0..n
 """,
     "bce": r"""
 \ell = -\,w \left[ y \log p + (1 - y) \log (1 - p) \right],
@@ -163,6 +206,77 @@ PEERS: dict[str, tuple[Peer, ...]] = {
             "torch.nn.BCEWithLogitsLoss",
             f"the same `weight`, `pos_weight` and `reduction`; {_VALUES_AND_GRADIENTS}",
         ),
+        Peer(
+            "timm.loss.BinaryCrossEntropy",
+            "`smoothing=label_smoothing` and the same `target_threshold`, `smooth_dense`, "
+            "`weight`, `pos_weight` and `reduction`, for class-index and dense targets; "
+            + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "asymmetric": (
+        Peer(
+            "timm.loss.AsymmetricLossMultiLabel",
+            "the same `gamma_neg`, `gamma_pos`, `clip`, `eps` and `weight`, "
+            "`smoothing=label_smoothing`, `reduction` `\"mean\"`, `\"sum\"` or `\"none\"`, "
+            "multi-hot and soft targets, computed in float64; " + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "softmax_focal": (
+        Peer(
+            "torch.nn.functional.cross_entropy",
+            "`gamma=0`, `alpha=None`, the same `ignore_index`; " + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "poly1": (
+        Peer(
+            "torch.nn.CrossEntropyLoss",
+            "`epsilon=0` and the same `weight`, `ignore_index`, `label_smoothing` and "
+            "`reduction`, for class-index and class-probability targets; "
+            + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "l1": (
+        Peer(
+            "torch.nn.functional.l1_loss",
+            "the same `reduction`, without box weights; " + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "smooth_l1": (
+        Peer(
+            "torch.nn.functional.smooth_l1_loss",
+            "the same `beta` and `reduction`, without box weights; " + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "iou": (
+        Peer(
+            "torchvision.ops.box_iou",
+            "`1 - box_iou(pred, target).diagonal()` (`mode=\"linear\"`) and its `-log` "
+            "(`mode=\"log\"`) for overlapping boxes and a negligible `eps`; values, and "
+            "gradients with respect to the predicted and the target boxes",
+        ),
+    ),
+    "quality_focal": (
+        Peer(
+            "mmdet.models.losses.quality_focal_loss_tensor_target",
+            "the same `beta`, element-wise (mmdet sums over the classes before reducing); "
+            "values and gradients, against mmdet's formula transcribed in the test (mmdet is "
+            "not a dependency)",
+        ),
+    ),
+    "varifocal": (
+        Peer(
+            "mmdet.models.losses.varifocal_loss",
+            "the same `alpha`, `gamma`, `iou_weighted` and `reduction`; values and gradients, "
+            "against mmdet's formula transcribed in the test (mmdet is not a dependency)",
+        ),
+    ),
+    "distribution_focal": (
+        Peer(
+            "mmdet.models.losses.distribution_focal_loss",
+            "logits `[N * 4, reg_max + 1]` and distances `[N * 4]` below `reg_max`, per side; "
+            "values and gradients, against mmdet's formula transcribed in the test (mmdet is "
+            "not a dependency)",
+        ),
     ),
     "bce": (
         Peer(
@@ -280,6 +394,28 @@ DIFFERENCES: dict[str, tuple[Difference, ...]] = {
             "in float32 both tails keep their relative precision: loss and gradient within "
             "1e-3 of float64 for logits in [-30, 30], hard and soft targets (no "
             "`softplus(x) - t x` or `1 - sigmoid(x)` cancellation).",
+        ),
+    ),
+    "asymmetric": (
+        Difference(
+            "float32-tails",
+            "computed as `sigmoid(-x)`, the `1 - p` of a negative keeps its precision in "
+            "float32: without `clip`, timm's `1 - sigmoid(x)` puts a relative error above "
+            "1e-3 on the loss of negatives with logits from about 16 until the `eps` bound "
+            "takes over (about 18.4), against about 1e-7 here.",
+        ),
+        Difference(
+            "finite-gradients",
+            "exponents below 1 keep the gradient finite where `1 - p_t` is 0 (clipped "
+            "negatives, saturated logits), where timm's is NaN.",
+        ),
+    ),
+    "distribution_focal": (
+        Difference(
+            "last-bin",
+            "a target distance equal to `reg_max` is allowed (all its weight on the last "
+            "bin), where mmdet's formula would index a bin past the last one (its GFL head "
+            "clamps targets to `reg_max - 0.01`).",
         ),
     ),
     "ciou": (

@@ -21,19 +21,28 @@ if TYPE_CHECKING:
     from typing_extensions import overload
 
     from autotimm.losses.classification import (
+        AsymmetricLoss,
         BCELoss,
         BCEWithLogitsLoss,
         CrossEntropyLoss,
         MSELoss,
         NLLLoss,
+        Poly1Loss,
+        SoftmaxFocalLoss,
     )
     from autotimm.losses.detection import (
         CenternessLoss,
         CIoULoss,
         DIoULoss,
+        DistributionFocalLoss,
         FCOSLoss,
         FocalLoss,
         GIoULoss,
+        IoULoss,
+        L1Loss,
+        QualityFocalLoss,
+        SmoothL1Loss,
+        VarifocalLoss,
     )
     from autotimm.losses.segmentation import (
         CombinedSegmentationLoss,
@@ -48,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["BuiltinLossName", "TypedLookups"]
 
 BuiltinLossName = Literal[
+    "asymmetric",
     "bce",
     "bce_with_logits",
     "ce",
@@ -58,16 +68,24 @@ BuiltinLossName = Literal[
     "cross_entropy",
     "dice",
     "diou",
+    "distribution_focal",
     "fcos",
     "focal",
     "focal_pixelwise",
     "giou",
+    "iou",
     "jaccard",
+    "l1",
     "lovasz",
     "mask",
     "mse",
     "nll",
+    "poly1",
+    "quality_focal",
+    "smooth_l1",
+    "softmax_focal",
     "tversky",
+    "varifocal",
 ]
 """Every built-in loss name and alias."""
 
@@ -76,6 +94,8 @@ class TypedLookups:
     """``get_loss`` and ``get_loss_class`` as type checkers see them (types only)."""
 
     if TYPE_CHECKING:
+        @overload
+        def get_loss(self, name: Literal["asymmetric"], /, **kwargs: Any) -> AsymmetricLoss: ...
         @overload
         def get_loss(self, name: Literal["bce"], /, **kwargs: Any) -> BCELoss: ...
         @overload
@@ -105,6 +125,10 @@ class TypedLookups:
         @overload
         def get_loss(self, name: Literal["diou"], /, **kwargs: Any) -> DIoULoss: ...
         @overload
+        def get_loss(
+            self, name: Literal["distribution_focal"], /, **kwargs: Any
+        ) -> DistributionFocalLoss: ...
+        @overload
         def get_loss(self, name: Literal["fcos"], /, **kwargs: Any) -> FCOSLoss: ...
         @overload
         def get_loss(self, name: Literal["focal"], /, **kwargs: Any) -> FocalLoss: ...
@@ -115,7 +139,11 @@ class TypedLookups:
         @overload
         def get_loss(self, name: Literal["giou"], /, **kwargs: Any) -> GIoULoss: ...
         @overload
+        def get_loss(self, name: Literal["iou"], /, **kwargs: Any) -> IoULoss: ...
+        @overload
         def get_loss(self, name: Literal["jaccard"], /, **kwargs: Any) -> JaccardLoss: ...
+        @overload
+        def get_loss(self, name: Literal["l1"], /, **kwargs: Any) -> L1Loss: ...
         @overload
         def get_loss(self, name: Literal["lovasz"], /, **kwargs: Any) -> LovaszLoss: ...
         @overload
@@ -125,11 +153,27 @@ class TypedLookups:
         @overload
         def get_loss(self, name: Literal["nll"], /, **kwargs: Any) -> NLLLoss: ...
         @overload
+        def get_loss(self, name: Literal["poly1"], /, **kwargs: Any) -> Poly1Loss: ...
+        @overload
+        def get_loss(
+            self, name: Literal["quality_focal"], /, **kwargs: Any
+        ) -> QualityFocalLoss: ...
+        @overload
+        def get_loss(self, name: Literal["smooth_l1"], /, **kwargs: Any) -> SmoothL1Loss: ...
+        @overload
+        def get_loss(
+            self, name: Literal["softmax_focal"], /, **kwargs: Any
+        ) -> SoftmaxFocalLoss: ...
+        @overload
         def get_loss(self, name: Literal["tversky"], /, **kwargs: Any) -> TverskyLoss: ...
+        @overload
+        def get_loss(self, name: Literal["varifocal"], /, **kwargs: Any) -> VarifocalLoss: ...
         @overload
         def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...
         def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...
 
+        @overload
+        def get_loss_class(self, name: Literal["asymmetric"], /) -> type[AsymmetricLoss]: ...
         @overload
         def get_loss_class(self, name: Literal["bce"], /) -> type[BCELoss]: ...
         @overload
@@ -157,6 +201,10 @@ class TypedLookups:
         @overload
         def get_loss_class(self, name: Literal["diou"], /) -> type[DIoULoss]: ...
         @overload
+        def get_loss_class(
+            self, name: Literal["distribution_focal"], /
+        ) -> type[DistributionFocalLoss]: ...
+        @overload
         def get_loss_class(self, name: Literal["fcos"], /) -> type[FCOSLoss]: ...
         @overload
         def get_loss_class(self, name: Literal["focal"], /) -> type[FocalLoss]: ...
@@ -167,7 +215,11 @@ class TypedLookups:
         @overload
         def get_loss_class(self, name: Literal["giou"], /) -> type[GIoULoss]: ...
         @overload
+        def get_loss_class(self, name: Literal["iou"], /) -> type[IoULoss]: ...
+        @overload
         def get_loss_class(self, name: Literal["jaccard"], /) -> type[JaccardLoss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["l1"], /) -> type[L1Loss]: ...
         @overload
         def get_loss_class(self, name: Literal["lovasz"], /) -> type[LovaszLoss]: ...
         @overload
@@ -177,7 +229,17 @@ class TypedLookups:
         @overload
         def get_loss_class(self, name: Literal["nll"], /) -> type[NLLLoss]: ...
         @overload
+        def get_loss_class(self, name: Literal["poly1"], /) -> type[Poly1Loss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["quality_focal"], /) -> type[QualityFocalLoss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["smooth_l1"], /) -> type[SmoothL1Loss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["softmax_focal"], /) -> type[SoftmaxFocalLoss]: ...
+        @overload
         def get_loss_class(self, name: Literal["tversky"], /) -> type[TverskyLoss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["varifocal"], /) -> type[VarifocalLoss]: ...
         @overload
         def get_loss_class(self, name: str, /) -> type[nn.Module]: ...
         def get_loss_class(self, name: str, /) -> type[nn.Module]: ...

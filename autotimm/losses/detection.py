@@ -1,8 +1,11 @@
-"""Detection losses: sigmoid focal, IoU-family box losses, centerness and the FCOS criterion.
+"""Detection losses: sigmoid focal and its quality-aware variants (quality focal, varifocal),
+distribution focal, box regression (L1, smooth L1, the IoU family), centerness and the FCOS
+criterion.
 
 Boxes are ``x1, y1, x2, y2``. Values match torchvision's ``sigmoid_focal_loss`` and
-``*_box_iou_loss`` functions; each class is a thin, registered wrapper around a function of
-:mod:`autotimm.losses.functional`.
+``*_box_iou_loss`` functions, torch's ``l1_loss`` and ``smooth_l1_loss``, and mmdet's
+formulas for GFL and VarifocalNet; each class is a thin, registered wrapper around a function
+of :mod:`autotimm.losses.functional`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,23 @@ from autotimm.losses._types import NonNegative, NumClasses, Probability, Reducti
 from autotimm.losses.adapt import LossFeed, LossTakes, adapt_to_loss
 from autotimm.losses.registry import register_loss
 
-__all__ = ["CIoULoss", "CenternessLoss", "DIoULoss", "FCOSLoss", "FocalLoss", "GIoULoss"]
+__all__ = [
+    "CIoULoss",
+    "CenternessLoss",
+    "DIoULoss",
+    "DistributionFocalLoss",
+    "FCOSLoss",
+    "FocalLoss",
+    "GIoULoss",
+    "IoULoss",
+    "L1Loss",
+    "QualityFocalLoss",
+    "SmoothL1Loss",
+    "VarifocalLoss",
+]
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+RegMax = Annotated[int, Field(ge=1)]
 
 
 @register_loss("focal", task="detection", target="dense", class_dim=-1, soft_targets=True)
@@ -185,6 +202,253 @@ class CIoULoss(_BoxIoULoss):
 
     def __init__(self, *, reduction: Reduction = "mean", eps: PositiveFloat = 1e-7) -> None:
         super().__init__(reduction=reduction, eps=eps)
+
+
+@register_loss("iou", task="detection", target="boxes")
+class IoULoss(nn.Module):
+    """IoU loss: ``1 - IoU`` (``mode="linear"``) or ``-log IoU`` (``mode="log"``, UnitBox's).
+
+    ``IoU = |A n B| / (|A u B| + eps)`` as ``torchvision.ops.box_iou`` computes it (there
+    without ``eps``); the log takes the IoU as at least ``eps``, as mmdet's ``IoULoss``, so
+    disjoint boxes give ``-log(eps)`` with a zero gradient. Unlike GIoU, disjoint boxes get no
+    gradient at all in either mode.
+
+    Args:
+        mode: ``"linear"`` for ``1 - IoU``, ``"log"`` for ``-log max(IoU, eps)``.
+        reduction: ``"mean"`` (``sum(w*l)/sum(w)`` when weighted), ``"sum"`` or ``"none"``.
+        eps: Small number added to the union, and the least IoU inside the log.
+
+    Example:
+        >>> loss = IoULoss(mode="log")
+        >>> pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+        >>> round(loss(pred, pred + 1).item(), 4)  # -log(1/7)
+        1.9459
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: LF.IoUMode = "linear",
+        reduction: Reduction = "mean",
+        eps: PositiveFloat = 1e-7,
+    ) -> None:
+        super().__init__()
+        self.mode: LF.IoUMode = mode
+        self.reduction: Reduction = reduction
+        self.eps = eps
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """Loss of boxes ``pred [..., 4]`` against ``target [..., 4]``, optionally weighted.
+
+        With ``weight [...]`` the ``"mean"`` is ``sum(w * l) / sum(w)``.
+        """
+        LF.checks.check_boxes(pred, target, name="iou", weight=weight)
+        loss = LF.iou_loss(pred, target, mode=self.mode, eps=self.eps)
+        return LF.weighted_reduce(loss, weight, self.reduction)
+
+
+@register_loss("l1", task="detection", target="boxes")
+class L1Loss(nn.Module):
+    """L1 loss of box regression, equal to ``torch.nn.functional.l1_loss``, with optional
+    per-box weights.
+
+    Args:
+        reduction: ``"mean"`` over coordinates (``sum(w*l) / (4 sum(w))`` when weighted),
+            ``"sum"`` or ``"none"`` (per coordinate, ``[..., 4]``).
+
+    Example:
+        >>> loss = L1Loss()
+        >>> pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+        >>> loss(pred, torch.tensor([[1.0, 0.0, 2.0, 4.0]])).item()  # (1 + 2) / 4
+        0.75
+    """
+
+    def __init__(self, *, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.reduction: Reduction = reduction
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """Loss of ``pred [..., 4]`` against ``target [..., 4]``, with optional ``weight [...]``."""
+        LF.checks.check_boxes(pred, target, name="l1", weight=weight)
+        return LF.l1_loss(pred, target, reduction=self.reduction, weight=weight)
+
+
+@register_loss("smooth_l1", task="detection", target="boxes")
+class SmoothL1Loss(nn.Module):
+    """Smooth L1 loss of box regression, equal to ``torch.nn.functional.smooth_l1_loss``, with
+    optional per-box weights: ``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``.
+
+    Args:
+        beta: Where the loss turns from quadratic to linear; 0 gives the L1 loss.
+        reduction: ``"mean"`` over coordinates (``sum(w*l) / (4 sum(w))`` when weighted),
+            ``"sum"`` or ``"none"`` (per coordinate, ``[..., 4]``).
+
+    Example:
+        >>> loss = SmoothL1Loss(beta=1.0)
+        >>> pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+        >>> loss(pred, torch.tensor([[0.5, 0.0, 2.0, 4.0]])).item()  # (1/8 + 3/2) / 4
+        0.40625
+    """
+
+    def __init__(self, *, beta: NonNegative = 1.0, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.beta = beta
+        self.reduction: Reduction = reduction
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """Loss of ``pred [..., 4]`` against ``target [..., 4]``, with optional ``weight [...]``."""
+        LF.checks.check_boxes(pred, target, name="smooth_l1", weight=weight)
+        return LF.smooth_l1_loss(
+            pred, target, beta=self.beta, reduction=self.reduction, weight=weight
+        )
+
+
+@register_loss(
+    "quality_focal", task="detection", target="dense", class_dim=-1, soft_targets=True
+)
+class QualityFocalLoss(nn.Module):
+    """Quality focal loss of GFL (Li et al. 2020): ``|y - sigmoid(x)|^beta BCE(x, y)``.
+
+    The classification branch learns the localisation quality: targets of the logits' shape
+    are soft scores in [0, 1], the IoU of the predicted box with its ground truth at that
+    box's class and 0 elsewhere (mmdet's ``quality_focal_loss_tensor_target``). With 0/1
+    targets it is the focal loss with ``gamma=beta`` and no ``alpha``.
+
+    Args:
+        beta: Focusing exponent; 0 gives binary cross entropy.
+        reduction: ``"mean"`` over elements, ``"sum"`` or ``"none"``.
+        num_classes: If given, the logits' last dimension must have this size.
+
+    Example:
+        >>> loss = QualityFocalLoss(beta=2.0, reduction="sum")
+        >>> logits = torch.tensor([[0.0, 0.0]])
+        >>> round(loss(logits, torch.tensor([[0.8, 0.0]])).item(), 4)
+        0.2357
+    """
+
+    def __init__(
+        self,
+        *,
+        beta: NonNegative = 2.0,
+        reduction: Reduction = "mean",
+        num_classes: NumClasses | None = None,
+    ) -> None:
+        super().__init__()
+        self.beta = beta
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``logits`` against soft quality targets in [0, 1] of the same shape."""
+        LF.checks.check_binary_targets(
+            logits,
+            target,
+            name="quality_focal",
+            class_dim=-1 if logits.ndim > 0 else None,
+            num_classes=self.num_classes,
+        )
+        return LF.quality_focal_loss(logits, target, beta=self.beta, reduction=self.reduction)
+
+
+@register_loss(
+    "varifocal", task="detection", target="dense", class_dim=-1, soft_targets=True
+)
+class VarifocalLoss(nn.Module):
+    """Varifocal loss of VarifocalNet (Zhang et al. 2021), as mmdet's ``varifocal_loss``.
+
+    Targets of the logits' shape are IoU-aware classification scores in [0, 1] (the IoU at a
+    box's class, 0 elsewhere). Positives (``y > 0``) get ``y BCE(x, y)``, weighted by their
+    score; negatives get ``alpha sigmoid(x)^gamma BCE(x, 0)``, focused as in the focal loss.
+
+    Args:
+        alpha: Weight of the negatives.
+        gamma: Focusing exponent of the negatives.
+        iou_weighted: Weight each positive by its target score (else by 1).
+        reduction: ``"mean"`` over elements, ``"sum"`` or ``"none"``.
+        num_classes: If given, the logits' last dimension must have this size.
+
+    Example:
+        >>> loss = VarifocalLoss(alpha=0.75, gamma=2.0, reduction="sum")
+        >>> logits = torch.tensor([[0.0, 0.0]])
+        >>> round(loss(logits, torch.tensor([[0.8, 0.0]])).item(), 4)
+        0.6845
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: NonNegative = 0.75,
+        gamma: NonNegative = 2.0,
+        iou_weighted: bool = True,
+        reduction: Reduction = "mean",
+        num_classes: NumClasses | None = None,
+    ) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.gamma = gamma
+        self.iou_weighted = iou_weighted
+        self.reduction: Reduction = reduction
+        self.num_classes = num_classes
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Loss of ``logits`` against IoU-aware scores in [0, 1] of the same shape."""
+        LF.checks.check_binary_targets(
+            logits,
+            target,
+            name="varifocal",
+            class_dim=-1 if logits.ndim > 0 else None,
+            num_classes=self.num_classes,
+        )
+        return LF.varifocal_loss(
+            logits,
+            target,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            iou_weighted=self.iou_weighted,
+            reduction=self.reduction,
+        )
+
+
+@register_loss("distribution_focal", task="detection", target="structured")
+class DistributionFocalLoss(nn.Module):
+    """Distribution focal loss of GFL (Li et al. 2020), as mmdet's ``distribution_focal_loss``.
+
+    Each box side is predicted as a distribution over the distances ``0 .. reg_max`` (in
+    stride units): logits ``[N, 4 * (reg_max + 1)]``. Against a continuous target distance
+    ``y``, the loss is the cross entropy towards the two bins around ``y``, weighted by their
+    nearness: ``-((b + 1 - y) log p_b + (y - b) log p_(b+1))`` with ``b = floor(y)``. Targets
+    ``[N, 4]`` lie in ``[0, reg_max]`` (``reg_max`` itself is the last bin).
+
+    Args:
+        reg_max: The largest distance bin (GFL's default is 16: 17 bins per side).
+        reduction: ``"mean"`` over box sides (``sum(w*l) / (4 sum(w))`` when weighted),
+            ``"sum"`` or ``"none"`` (per side, ``[N, 4]``).
+
+    Example:
+        >>> loss = DistributionFocalLoss(reg_max=4)
+        >>> logits = torch.zeros(1, 20)  # uniform over the 5 bins: log 5 per side
+        >>> round(loss(logits, torch.tensor([[0.5, 1.0, 2.25, 4.0]])).item(), 4)
+        1.6094
+    """
+
+    def __init__(self, *, reg_max: RegMax = 16, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.reg_max = reg_max
+        self.reduction: Reduction = reduction
+
+    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """Loss of ``pred [..., 4 * (reg_max + 1)]`` against distances ``target [..., 4]``,
+        with optional per-box ``weight [...]``."""
+        bins = self.reg_max + 1
+        LF.checks.check_bin_distances(
+            pred, target, name="distribution_focal", bins=bins, weight=weight
+        )
+        return LF.distribution_focal_loss(
+            pred.reshape(*target.shape, bins),
+            target,
+            reduction=self.reduction,
+            weight=None if weight is None else weight.unsqueeze(-1),
+        )
 
 
 @register_loss("centerness", task="detection", target="dense", soft_targets=True)

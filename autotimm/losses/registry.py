@@ -618,8 +618,8 @@ def register_custom_loss(
     Example:
         >>> import torch.nn as nn
         >>> with get_loss_registry().temporary():
-        ...     _ = register_custom_loss("smooth_l1", nn.SmoothL1Loss, alias="huber")
-        ...     get_loss_registry().get_loss("huber", beta=0.5).beta
+        ...     _ = register_custom_loss("torch_huber", nn.HuberLoss, alias="huber")
+        ...     get_loss_registry().get_loss("huber", delta=0.5).delta
         0.5
     """
     return _REGISTRY.register_loss(

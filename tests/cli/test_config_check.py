@@ -164,7 +164,7 @@ def test_a_loss_for_another_task_is_a_warning_naming_the_model_tasks_losses(
     (warning,) = result.warnings
     assert warning.place == "model.init_args.loss_fn"
     assert "registered for segmentation, not classification" in warning.message
-    assert "that fit loss_fn: bce, bce_with_logits, cross_entropy, mse, nll" in warning.message
+    assert "that fit loss_fn: asymmetric, bce, bce_with_logits, cross_entropy, mse, nll, poly1" in warning.message
 
 
 def test_a_loss_the_model_cannot_feed_is_a_problem_naming_the_losses_that_fit(
@@ -177,7 +177,7 @@ def test_a_loss_the_model_cannot_feed_is_a_problem_naming_the_losses_that_fit(
     assert "ImageClassifier cannot use loss_fn='giou': it takes boxes" in found[
         "model.init_args.loss_fn"
     ]
-    assert "Registered losses that fit loss_fn: bce, bce_with_logits," in found[
+    assert "Registered losses that fit loss_fn: asymmetric, bce, bce_with_logits," in found[
         "model.init_args.loss_fn"
     ]
     detection = load_config("instance_segmentation.yaml", data_root)

@@ -217,6 +217,7 @@ def run_blocks(
     namespace = {"__name__": "__main__", **(namespace or {})}
     previous_output: str | None = None
     previous: Block | None = None
+    updates: list[tuple[Block, list[str]]] = []
     for block in blocks:
         if block.check_output:
             assert previous is not None, f"{name}:{block.line}: output with no code"
@@ -228,6 +229,9 @@ def run_blocks(
             )
             expected = [line.rstrip() for line in block.code.rstrip("\n").splitlines()]
             actual = [line.rstrip() for line in previous_output.rstrip("\n").splitlines()]
+            if actual != expected and os.environ.get("DOCS_TEST_UPDATE"):
+                updates.append((block, actual))
+                continue
             assert actual == expected, (
                 f"{name}:{block.line}: the output shown differs from what the code prints:\n"
                 + "\n".join(actual)
@@ -254,7 +258,24 @@ def run_blocks(
             previous_output = None
         if block.language != "text":
             previous = block
+    if updates:
+        _rewrite_outputs(page, updates)
     return namespace
+
+
+def _rewrite_outputs(page: Path, updates: list[tuple[Block, list[str]]]) -> None:
+    """``DOCS_TEST_UPDATE=1``: write what the code printed into the page's checked outputs.
+
+    For a contributor who changed a message on purpose; review the diff before committing.
+    """
+    lines = page.read_text(encoding="utf-8").splitlines()
+    for block, actual in sorted(updates, key=lambda update: -update[0].line):
+        start = block.line - 1
+        old = len(block.code.rstrip("\n").splitlines()) if block.code.strip() else 0
+        indent = lines[start - 1][: len(lines[start - 1]) - len(lines[start - 1].lstrip())]
+        lines[start : start + old] = [indent + line if line else line for line in actual]
+    page.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"{_display(page)}: rewrote {len(updates)} checked output(s)", file=sys.__stderr__)
 
 
 def run_page(

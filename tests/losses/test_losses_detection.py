@@ -218,12 +218,13 @@ def test_focal_float32_tails_match_float64(
 def test_focal_in_cache_sized_steps_mixing_hard_and_soft_targets(
     reduction: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On the CPU the loss runs in steps of ``_CHUNK`` elements per thread, each choosing the
-    binary or the soft path; made tiny here, steps of either kind and row steps (integer
-    labels, with ignored rows) must give torchvision's values and gradients."""
-    import autotimm.losses.functional.focal as focal_module
+    """On the CPU the loss runs in steps of ``_CHUNK`` elements per thread, on the binary path
+    when every target is 0 or 1 and on the soft one otherwise; made tiny here, steps over hard
+    and soft rows and row steps (integer labels, with ignored rows) must give torchvision's
+    values and gradients."""
+    import autotimm.losses.functional._chunked as chunked_module
 
-    monkeypatch.setattr(focal_module, "_CHUNK", 7)
+    monkeypatch.setattr(chunked_module, "_CHUNK", 7)
     generator = torch.Generator().manual_seed(5)
     logits = (torch.randn(40, 3, generator=generator, dtype=D) * 4).requires_grad_()
     target = (torch.rand(40, 3, generator=generator, dtype=D) > 0.7).to(D)

@@ -54,6 +54,8 @@ _DET = "test_losses_detection.py::"
 _SEG = "test_losses_segmentation.py::"
 _ROB = "test_losses_robustness.py::"
 _PEERS = "test_losses_peers.py::"
+_NEW_CLS = "test_losses_new_classification.py::"
+_NEW_DET = "test_losses_new_detection.py::"
 STATEMENT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
     # (loss, peer) for PEERS; (loss, key) for DIFFERENCES; ("*", key) for GENERAL_DIFFERENCES
     ("cross_entropy", "torch.nn.CrossEntropyLoss"): (
@@ -108,6 +110,46 @@ STATEMENT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("focal", "float32-tails"): (_DET + "test_focal_float32_tails_match_float64",),
     ("ciou", "degenerate-boxes"): (_DET + "test_box_losses_empty_and_degenerate",),
     ("jaccard", "per-sample"): (_PEERS + "test_jaccard_is_per_sample_where_smp_pools_the_batch",),
+    # issue 12: classification and detection
+    ("bce_with_logits", "timm.loss.BinaryCrossEntropy"): (
+        _NEW_CLS + "test_bce_with_logits_equals_timm_binary_cross_entropy",
+        _NEW_CLS + "test_bce_with_logits_class_indices_are_one_hot_rows",
+    ),
+    ("asymmetric", "timm.loss.AsymmetricLossMultiLabel"): (
+        _NEW_CLS + "test_asymmetric_equals_timm",
+        _NEW_CLS + "test_asymmetric_binary_fast_path_equals_the_autograd_path",
+        _NEW_CLS + "test_asymmetric_in_cache_sized_steps",
+    ),
+    ("asymmetric", "float32-tails"): (
+        _NEW_CLS + "test_asymmetric_keeps_the_float32_tail_of_negatives",
+    ),
+    ("asymmetric", "finite-gradients"): (
+        _NEW_CLS + "test_asymmetric_gradient_stays_finite_where_timm_is_nan",
+    ),
+    ("softmax_focal", "torch.nn.functional.cross_entropy"): (
+        _NEW_CLS + "test_softmax_focal_gamma_zero_is_cross_entropy",
+    ),
+    ("poly1", "torch.nn.CrossEntropyLoss"): (
+        _NEW_CLS + "test_poly1_with_epsilon_zero_is_torch_cross_entropy",
+    ),
+    ("l1", "torch.nn.functional.l1_loss"): (_NEW_DET + "test_l1_and_smooth_l1_equal_torch",),
+    ("smooth_l1", "torch.nn.functional.smooth_l1_loss"): (
+        _NEW_DET + "test_l1_and_smooth_l1_equal_torch",
+    ),
+    ("iou", "torchvision.ops.box_iou"): (_NEW_DET + "test_iou_equals_torchvision_box_iou",),
+    ("quality_focal", "mmdet.models.losses.quality_focal_loss_tensor_target"): (
+        _NEW_DET + "test_quality_focal_equals_mmdet",
+        _NEW_DET + "test_quality_focal_in_cache_sized_steps",
+    ),
+    ("varifocal", "mmdet.models.losses.varifocal_loss"): (
+        _NEW_DET + "test_varifocal_equals_mmdet",
+    ),
+    ("distribution_focal", "mmdet.models.losses.distribution_focal_loss"): (
+        _NEW_DET + "test_distribution_focal_equals_mmdet",
+    ),
+    ("distribution_focal", "last-bin"): (
+        _NEW_DET + "test_distribution_focal_takes_a_target_at_the_last_bin",
+    ),
     ("*", "float32-output"): (_ROB + "test_float16_inputs", _ROB + "test_autocast_bfloat16"),
     ("*", "nothing-to-learn"): (_ROB + "test_nothing_to_learn_gives_zero_with_a_finite_gradient",),
     ("*", "bad-reduction"): (_PEERS + "test_bad_reduction_is_a_config_error_or_value_error",),

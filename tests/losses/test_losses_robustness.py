@@ -61,24 +61,35 @@ def make_case(
     loss: Callable[..., torch.Tensor] = (
         torch.compile(module, fullgraph=True) if compile else module
     )
-    if name in ("cross_entropy", "nll"):
+    if name in ("cross_entropy", "nll", "softmax_focal", "poly1"):
         x = leaf(6, 4)
         target = torch.full((6,), -100) if nothing else torch.randint(0, 4, (6,), generator=g)
         if name == "nll":
             return Case(module, x, lambda p: loss(torch.log_softmax(p, 1), target))
         return Case(module, x, lambda p: loss(p, target))
-    if name in ("bce_with_logits", "bce", "mse"):
+    if name in ("bce_with_logits", "bce", "mse", "asymmetric"):
         n = 0 if nothing else 6
         x = leaf(n, 4)
         target = (torch.rand(n, 4, generator=g) > 0.5).float()
-        if name == "bce_with_logits":
+        if name in ("bce_with_logits", "asymmetric"):
             return Case(module, x, lambda p: loss(p, target))
         return Case(module, x, lambda p: loss(torch.sigmoid(p), target))
+    if name in ("quality_focal", "varifocal"):  # IoU scores at a few classes, else 0
+        n = 0 if nothing else 6
+        x = leaf(n, 4)
+        positive = torch.rand(n, 4, generator=g) > 0.7
+        target = torch.where(positive, torch.rand(n, 4, generator=g), 0.0)
+        return Case(module, x, lambda p: loss(p, target))
+    if name == "distribution_focal":  # 17 bins per box side, distances in [0, 16]
+        n = 0 if nothing else 6
+        x = leaf(n, 4 * 17)
+        target = torch.rand(n, 4, generator=g) * 16
+        return Case(module, x, lambda p: loss(p, target))
     if name == "focal":
         x = leaf(6, 4)
         target = torch.full((6,), -1) if nothing else torch.randint(-1, 5, (6,), generator=g)
         return Case(module, x, lambda p: loss(p, target))
-    if name in ("giou", "diou", "ciou"):
+    if name in ("giou", "diou", "ciou", "iou", "l1", "smooth_l1"):
         n = 0 if nothing else 9
         pred = _boxes(n, g, max(scale, 1.0)).to(dtype).requires_grad_()
         target = _boxes(n, g, max(scale, 1.0))
@@ -125,6 +136,9 @@ def test_every_builtin_is_covered() -> None:
         "bce", "bce_with_logits", "centerness", "ciou", "combined_segmentation",
         "cross_entropy", "diou", "fcos", "focal", "focal_pixelwise", "giou", "jaccard",
         "lovasz", "mask", "mse", "nll", "tversky", "dice",
+        # issue 12: classification and detection
+        "asymmetric", "softmax_focal", "poly1", "l1", "smooth_l1", "iou", "quality_focal",
+        "varifocal", "distribution_focal",
     }  # fmt: skip
     assert expected <= set(NAMES)
     for name in NAMES:

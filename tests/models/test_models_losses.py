@@ -247,7 +247,7 @@ def test_fcos_components_must_fit_their_slots() -> None:
         LossConfigError, match=r"reg_loss: fcos cannot use reg_loss='cross_entropy'"
     ):
         get_loss("fcos", reg_loss="cross_entropy")
-    with pytest.raises(LossConfigError, match=r"Registered losses that fit cls_loss: bce, .*focal"):
+    with pytest.raises(LossConfigError, match=r"Registered losses that fit cls_loss: asymmetric, bce, .*focal"):
         get_loss("fcos", cls_loss="dice")
     with pytest.raises(LossConfigError, match=r"reg_loss.*it takes structured inputs, not boxes"):
         get_loss("fcos", reg_loss="fcos")
@@ -259,7 +259,7 @@ def test_a_loss_for_another_task_that_fits_is_used_with_a_warning() -> None:
     assert model.loss.name == "focal_pixelwise"
     with pytest.warns(LossTaskWarning) as caught:
         _model(ImageClassifier, num_classes=3, loss_fn="dice")
-    assert "Losses registered for classification that fit loss_fn: bce, bce_with_logits, " in str(
+    assert "Losses registered for classification that fit loss_fn: asymmetric, bce, bce_with_logits, " in str(
         caught[0].message
     )
     register_custom_loss("task_free", ScaledCrossEntropy)  # no task: no warning

@@ -238,7 +238,7 @@ def test_e_registered_torch_losses_subclasses_and_enum_parameters_get_specs() ->
     class SubDice(DiceLoss):
         pass
 
-    register_custom_loss("l1", nn.L1Loss, task="classification")
+    register_custom_loss("torch_l1", nn.L1Loss, task="classification")
     register_custom_loss("sub_dice", SubDice, task="segmentation")
     register_custom_loss("modal", ModalLoss)
     cases = [
@@ -276,13 +276,13 @@ def test_e_a_model_stores_and_reloads_a_registered_subclass(backbone: str) -> No
 def test_f_registration_never_modifies_the_class() -> None:
     before = dict(vars(nn.SmoothL1Loss))
     with get_loss_registry().temporary():
-        register_custom_loss("smooth_l1", nn.SmoothL1Loss)
+        register_custom_loss("torch_smooth_l1", nn.SmoothL1Loss)
         assert dict(vars(nn.SmoothL1Loss)) == before
-        built = get_loss("smooth_l1", beta=0.5)
-        assert LossSpec.of(built) == LossSpec(name="smooth_l1", params={"beta": 0.5})
+        built = get_loss("torch_smooth_l1", beta=0.5)
+        assert LossSpec.of(built) == LossSpec(name="torch_smooth_l1", params={"beta": 0.5})
         direct = nn.SmoothL1Loss(beta=0.25, reduction="sum")
         assert LossSpec.of(direct) == LossSpec(
-            name="smooth_l1", params={"reduction": "sum", "beta": 0.25}
+            name="torch_smooth_l1", params={"reduction": "sum", "beta": 0.25}
         )
         assert "_autotimm_loss_arguments" not in vars(direct)  # nothing recorded by torch's init
     assert dict(vars(nn.SmoothL1Loss)) == before

@@ -20,13 +20,16 @@ from autotimm.losses.functional._utils import (
     reduce_loss,
     weighted_reduce,
 )
-from autotimm.losses.functional.box_iou import BoxLossKind, box_iou_loss
+from autotimm.losses.functional.asymmetric import asymmetric_loss
+from autotimm.losses.functional.box_iou import BoxLossKind, IoUMode, box_iou_loss, iou_loss
 from autotimm.losses.functional.classification import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
+    binary_targets,
     cross_entropy,
     mse_loss,
     nll_loss,
+    poly1_cross_entropy,
 )
 from autotimm.losses.functional.focal import (
     sigmoid_focal_loss,
@@ -34,30 +37,46 @@ from autotimm.losses.functional.focal import (
     softmax_focal_loss,
 )
 from autotimm.losses.functional.lovasz import lovasz_softmax_loss
+from autotimm.losses.functional.quality import (
+    distribution_focal_loss,
+    quality_focal_loss,
+    varifocal_loss,
+)
 from autotimm.losses.functional.region import (
     dice_loss,
     segmentation_counts,
     tversky_loss,
 )
+from autotimm.losses.functional.regression import l1_loss, smooth_l1_loss
 
 __all__ = [
     "BoxLossKind",
+    "IoUMode",
     "as_float_tensor",
+    "asymmetric_loss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "binary_targets",
     "box_iou_loss",
     "checks",
     "cross_entropy",
     "dice_loss",
+    "distribution_focal_loss",
     "inner_reduction",
+    "iou_loss",
+    "l1_loss",
     "lovasz_softmax_loss",
     "mse_loss",
     "nll_loss",
+    "poly1_cross_entropy",
+    "quality_focal_loss",
     "reduce_loss",
     "segmentation_counts",
     "sigmoid_focal_loss",
     "sigmoid_focal_loss_with_indices",
+    "smooth_l1_loss",
     "softmax_focal_loss",
     "tversky_loss",
+    "varifocal_loss",
     "weighted_reduce",
 ]

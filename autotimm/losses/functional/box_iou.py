@@ -1,4 +1,4 @@
-"""GIoU, DIoU and CIoU losses of ``[..., 4]`` boxes ``(x1, y1, x2, y2)``."""
+"""IoU, GIoU, DIoU and CIoU losses of ``[..., 4]`` boxes ``(x1, y1, x2, y2)``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from torch import Tensor
 
 from autotimm.losses.functional._utils import to_float32
 
-__all__ = ["BoxLossKind", "box_iou_loss"]
+__all__ = ["BoxLossKind", "IoUMode", "box_iou_loss", "iou_loss"]
 
 BoxLossKind = Literal["giou", "diou", "ciou"]
+IoUMode = Literal["linear", "log"]
 
 
 def box_iou_loss(
@@ -35,14 +36,8 @@ def box_iou_loss(
     g = target.to(p.dtype)
     x1, y1, x2, y2 = p.unbind(-1)
     gx1, gy1, gx2, gy2 = g.unbind(-1)
-    # relu (not clamp) saves its output, which the product below saves anyway: fewer tensors
-    # kept for backward; and like torchvision's mask it passes no gradient at exactly 0.
-    inter = F.relu(torch.minimum(x2, gx2) - torch.maximum(x1, gx1)) * F.relu(
-        torch.minimum(y2, gy2) - torch.maximum(y1, gy1)
-    )
     w, h = x2 - x1, y2 - y1
-    union = w * h + (gx2 - gx1) * (gy2 - gy1) - inter + eps  # with eps
-    iou = inter / union
+    iou, union = _iou_and_union((x1, y1, x2, y2), (gx1, gy1, gx2, gy2), w * h, eps)
     enclosing_w = torch.maximum(x2, gx2) - torch.minimum(x1, gx1)
     enclosing_h = torch.maximum(y2, gy2) - torch.minimum(y1, gy1)
     if kind == "giou":
@@ -62,6 +57,48 @@ def box_iou_loss(
     with torch.no_grad():
         trade_off = v / (1 - iou + v + eps)
     return loss + trade_off * v
+
+
+Coordinates = tuple[Tensor, ...]
+
+
+def _iou_and_union(
+    p: Coordinates, g: Coordinates, area: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """IoU of paired boxes ``(x1, y1, x2, y2)`` and their union plus ``eps`` (the IoU's
+    denominator, as in torchvision's box losses); ``area`` is that of the ``p`` boxes."""
+    x1, y1, x2, y2 = p
+    gx1, gy1, gx2, gy2 = g
+    # relu (not clamp) saves its output, which the product below saves anyway: fewer tensors
+    # kept for backward; and like torchvision's mask it passes no gradient at exactly 0.
+    inter = F.relu(torch.minimum(x2, gx2) - torch.maximum(x1, gx1)) * F.relu(
+        torch.minimum(y2, gy2) - torch.maximum(y1, gy1)
+    )
+    union = area + (gx2 - gx1) * (gy2 - gy1) - inter + eps  # with eps
+    return inter / union, union
+
+
+def iou_loss(
+    pred: Tensor, target: Tensor, *, mode: IoUMode = "linear", eps: float = 1e-7
+) -> Tensor:
+    """Element-wise IoU loss of ``[..., 4]`` boxes: ``1 - IoU`` (``"linear"``) or
+    ``-log max(IoU, eps)`` (``"log"``, as mmdet's ``IoULoss``, finite for disjoint boxes),
+    with ``IoU = |A n B| / (|A u B| + eps)``; gradients with respect to both boxes.
+
+    Example:
+        >>> pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+        >>> iou_loss(pred, pred + 1), iou_loss(pred, pred + 1, mode="log")  # IoU = 1/7
+        (tensor([0.8571]), tensor([1.9459]))
+    """
+    p = to_float32(pred)
+    g = target.to(p.dtype)
+    x1, y1, x2, y2 = p.unbind(-1)
+    iou, _ = _iou_and_union((x1, y1, x2, y2), g.unbind(-1), (x2 - x1) * (y2 - y1), eps)
+    if mode == "linear":
+        return 1 - iou
+    if mode == "log":
+        return -torch.log(torch.clamp_min(iou, eps))
+    raise ValueError(f"mode must be 'linear' or 'log', got {mode!r}")
 
 
 def _away_from_zero(x: Tensor, eps: float) -> Tensor:

@@ -15,6 +15,7 @@ from torch import Tensor
 from autotimm.losses.functional._utils import compiling
 
 __all__ = [
+    "check_bin_distances",
     "check_binary_targets",
     "check_boxes",
     "check_broadcastable",
@@ -228,6 +229,49 @@ def check_boxes(pred: Tensor, target: Tensor, *, name: str, weight: Tensor | Non
             f"{name}: box weights of shape {tuple(weight.shape)} do not match the "
             f"{tuple(pred.shape[:-1])} boxes {shapes}"
         )
+
+
+def check_bin_distances(
+    pred: Tensor, target: Tensor, *, name: str, bins: int, weight: Tensor | None = None
+) -> None:
+    """Check distribution logits ``[..., 4 * bins]`` against distances ``[..., 4]`` in
+    ``[0, bins - 1]`` (one per box side, in bin units), and per-box weights ``[...]``.
+
+    Example:
+        >>> check_bin_distances(torch.zeros(2, 20), torch.full((2, 4), 5.0), name="dfl", bins=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: dfl: target distance 5.0 is outside [0, 4] (the bins 0 .. reg_max=4)
+    """
+    if compiling():
+        return
+    shapes = _shapes(pred, target)
+    if pred.ndim == 0 or pred.shape[-1] != 4 * bins:
+        raise ValueError(
+            f"{name}: the prediction's last dimension must be 4 * (reg_max + 1) = {4 * bins} "
+            f"(one distribution of {bins} bins per box side) {shapes}"
+        )
+    if tuple(target.shape) != (*pred.shape[:-1], 4):
+        raise ValueError(
+            f"{name}: expected distance targets of shape {(*pred.shape[:-1], 4)} (one per box "
+            f"side) {shapes}"
+        )
+    if weight is not None and tuple(weight.shape) != tuple(pred.shape[:-1]):
+        raise ValueError(
+            f"{name}: box weights of shape {tuple(weight.shape)} do not match the "
+            f"{tuple(pred.shape[:-1])} boxes {shapes}"
+        )
+    if target.numel() == 0:
+        return
+    values = target.detach()
+    low, high = (float(b.item()) for b in torch.aminmax(values))  # NaN if any value is NaN
+    if low >= 0 and high <= bins - 1:
+        return
+    bad = float(values[~((values >= 0) & (values <= bins - 1))][0].item())
+    raise ValueError(
+        f"{name}: target distance {bad} is outside [0, {bins - 1}] (the bins 0 .. "
+        f"reg_max={bins - 1})"
+    )
 
 
 def check_broadcastable(

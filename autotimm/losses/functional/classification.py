@@ -17,9 +17,11 @@ from autotimm.losses.functional.focal import sigmoid_focal_loss
 __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "binary_targets",
     "cross_entropy",
     "mse_loss",
     "nll_loss",
+    "poly1_cross_entropy",
 ]
 
 
@@ -112,6 +114,106 @@ def nll_loss(
     return _over_labels(F.nll_loss, log_probs, target, weight, ignore_index, reduction, label_range)
 
 
+def poly1_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    epsilon: float = 1.0,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Poly-1 cross entropy (Leng et al. 2022): cross entropy plus ``epsilon (1 - p_t)``.
+
+    With the target distribution ``q`` (one-hot, label-smoothed ``(1 - s) q + s / C``, or the
+    given probabilities) and class weights ``w`` (1 without), per sample
+
+        l = sum_c w_c q_c (-log p_c + epsilon (1 - p_c)),
+
+    which is the paper's ``CE + epsilon (1 - p_t)`` (``1 - sum_c q_c p_c`` with smoothing) and
+    exactly ``F.cross_entropy`` at ``epsilon = 0``, including the reduction: ``"mean"`` divides
+    by ``sum w_(y_n)`` over non-ignored class-index targets, by the number of samples for
+    probability targets.
+
+    Example:
+        >>> poly1_cross_entropy(torch.zeros(1, 4), torch.tensor([1]))  # log 4 + 3/4
+        tensor(2.1363)
+    """
+    x = to_float32(logits)
+    class_dim = 0 if x.ndim == 1 else 1
+    classes = x.shape[class_dim]
+    log_p = x.log_softmax(class_dim)
+    w = None if weight is None else weight.to(x.dtype).view(-1, *[1] * (x.ndim - class_dim - 1))
+
+    def poly1(log_p: Tensor) -> Tensor:  # -log p + epsilon (1 - p), exact as p -> 1
+        return -log_p - epsilon * torch.expm1(log_p) if epsilon else -log_p
+
+    def spread(per_class: Tensor) -> Tensor:  # sum over the classes, each weighted
+        return (per_class if w is None else per_class * w).sum(class_dim)
+
+    if target.is_floating_point():  # class probabilities
+        q = target.to(x.dtype)
+        if label_smoothing:
+            q = q * (1 - label_smoothing) + label_smoothing / classes
+        return reduce_loss(spread(q * poly1(log_p)), reduction)
+    t = target.long()
+    valid = t != ignore_index
+    safe = torch.where(valid, t, torch.zeros_like(t))
+    picked = poly1(log_p.gather(class_dim, safe.unsqueeze(class_dim)).squeeze(class_dim))
+    target_weight = None if weight is None else weight.to(x.dtype)[safe]
+    loss = picked if target_weight is None else picked * target_weight
+    if label_smoothing:
+        loss = (1 - label_smoothing) * loss + label_smoothing / classes * spread(poly1(log_p))
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
+    if inner_reduction(reduction) == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    counted = valid.to(x.dtype) if target_weight is None else valid * target_weight
+    return total / nonzero(counted.sum())
+
+
+def binary_targets(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    target_threshold: float | None = None,
+    smooth_dense: bool = False,
+) -> Tensor:
+    """Targets of ``logits``' shape for a binary cross entropy, as timm's ``BinaryCrossEntropy``
+    makes them.
+
+    Class indices (``target`` without the class dimension 1, or a scalar for ``[C]`` logits)
+    become one-hot rows: ``1 - s + s / C`` at the class and ``s / C`` elsewhere. Dense targets
+    are kept (mixup and cutmix soften them already), or moved towards 1/2 as
+    ``y (1 - s) + s / 2`` with ``smooth_dense``. ``target_threshold`` then makes every target
+    above it 1 and the others 0. Targets known to be 0 or 1 come back as ``bool``.
+
+    Example:
+        >>> binary_targets(torch.zeros(1, 4), torch.tensor([2]), label_smoothing=0.2)
+        tensor([[0.0500, 0.0500, 0.8500, 0.0500]])
+    """
+    if target.shape != logits.shape:  # class indices
+        class_dim = 0 if logits.ndim == 1 else 1
+        classes = logits.shape[class_dim]
+        labels = torch.arange(classes, device=target.device)
+        one_hot = target.unsqueeze(class_dim) == labels.view(-1, *[1] * (target.ndim - class_dim))
+        if not label_smoothing:
+            target = one_hot
+        else:
+            dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+            target = one_hot.to(dtype) * (1 - label_smoothing) + label_smoothing / classes
+    elif smooth_dense and label_smoothing:
+        target = target.float() if not target.is_floating_point() else target
+        target = target * (1 - label_smoothing) + label_smoothing / 2
+    if target_threshold is not None:
+        target = target > target_threshold
+    return target
+
+
 def binary_cross_entropy_with_logits(
     logits: Tensor,
     target: Tensor,
@@ -124,7 +226,8 @@ def binary_cross_entropy_with_logits(
 
     Without ``pos_weight`` this is the sigmoid focal loss with ``gamma=0`` and no ``alpha``,
     and is computed by it: exact in both float32 tails (torch's value is 0 beyond |x| ~ 17,
-    for the correct class) and several times faster on the CPU.
+    for the correct class) and several times faster on the CPU. :func:`binary_targets` makes
+    the targets of class indices and label smoothing.
 
     Example:
         >>> binary_cross_entropy_with_logits(torch.zeros(2), torch.tensor([0, 1]))  # log 2

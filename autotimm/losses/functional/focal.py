@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from autotimm.losses._types import Reduction
+from autotimm.losses.functional._chunked import (
+    Scratch,
+    Terms,
+    TermsFn,
+    chunked_loss,
+    power,
+    softplus,
+    softplus_of_minus_abs,
+)
 from autotimm.losses.functional._utils import (
     TINY,
     compiling,
@@ -51,38 +58,13 @@ def _focal_reference(
     return loss
 
 
-class _Scratch:
-    """Buffers that every step of one call writes into (all ops below use ``out=`` or work in
-    place): fresh temporaries per step would be fresh memory, and page faults, every time."""
-
-    def __init__(self, like: Tensor, elements: int, count: int) -> None:
-        self.buffers = [
-            torch.empty(elements, dtype=like.dtype, device=like.device) for _ in range(count)
-        ]
-        self.zero, self.half, self.one = (
-            torch.tensor(v, dtype=like.dtype, device=like.device) for v in (0.0, 0.5, 1.0)
-        )
-        self._views: dict[tuple[int, ...], list[Tensor]] = {}
-
-    def views(self, like: Tensor) -> list[Tensor]:
-        """The buffers as tensors of ``like``'s shape (a step may be shorter than the first)."""
-        shape = tuple(like.shape)
-        if shape not in self._views:  # made once per shape: every step but the last shares it
-            self._views[shape] = [b[: like.numel()].view(shape) for b in self.buffers]
-        return self._views[shape]
-
-
-Terms = tuple[Tensor, Tensor | None, Tensor | None]
-
-
-def _binary_terms(
-    x: Tensor, t: Tensor, alpha: float | None, gamma: float, need_grad: bool, scratch: _Scratch
+def binary_focal_terms(
+    x: Tensor, t: Tensor, alpha: float | None, gamma: float, need_grad: bool, scratch: Scratch
 ) -> Terms:
     """``(ce, factor, dl/dx / factor)`` for targets that are exactly 0 or 1.
 
     Then ``w = (1 - 2t) x`` is the logit of ``1 - p_t``: ``q = sigmoid(w)`` and
-    ``ce = softplus(w)`` (as ``logaddexp(0, w)``, which writes to ``out=``), one kernel each
-    and exact in both tails, and with ``u = 1 - 2t``
+    ``ce = softplus(w)``, exact in both tails, and with ``u = 1 - 2t``
 
         dl/dx = factor * u * (q + gamma (1 - q) ce).
     """
@@ -90,10 +72,10 @@ def _binary_terms(
     torch.add(scratch.one, t, alpha=-2.0, out=u)  # +1 for negatives, -1 for positives
     torch.mul(x, u, out=w)
     torch.sigmoid(w, out=q)
-    torch.logaddexp(scratch.zero, w, out=ce)
+    softplus(w, ce, spare)
     factor: Tensor | None = None
     if gamma != 0:  # w is free from here on
-        factor = torch.mul(q, q, out=w) if gamma == 2 else torch.pow(q, gamma, out=w)
+        factor = power(q, gamma, w)
     if alpha is not None:  # alpha for u = -1, 1 - alpha for u = +1
         alpha_t = torch.add(scratch.half, u, alpha=0.5 - alpha, out=w if factor is None else spare)
         factor = alpha_t if factor is None else factor.mul_(alpha_t)
@@ -106,7 +88,7 @@ def _binary_terms(
 
 
 def _soft_terms(
-    x: Tensor, t: Tensor, alpha: float | None, gamma: float, need_grad: bool, scratch: _Scratch
+    x: Tensor, t: Tensor, alpha: float | None, gamma: float, need_grad: bool, scratch: Scratch
 ) -> Terms:
     """``(ce, factor, dl/dx / factor)`` for any targets in [0, 1]; with ``s = sigmoid(x)``
 
@@ -119,13 +101,12 @@ def _soft_terms(
     torch.sigmoid(negated, out=s_neg)
     torch.lerp(s, s_neg, t, out=q)
     # softplus(+-x) = max(+-x, 0) + softplus(-|x|): the lerp of the two is that common term
-    # (one softplus kernel, the costly one, instead of two) plus a lerp of non-negative numbers
-    tail = torch.abs(x, out=spare).neg_()
-    tail = torch.logaddexp(scratch.zero, tail, out=tail)
+    # (one softplus, the costly part, instead of two) plus a lerp of non-negative numbers
+    tail = softplus_of_minus_abs(x, spare)
     torch.lerp(torch.clamp_min(x, 0, out=ce), negated.clamp_min_(0), t, out=ce).add_(tail)
     factor: Tensor | None = None  # negated and spare are free from here on
     if gamma != 0:
-        factor = torch.mul(q, q, out=spare) if gamma == 2 else torch.pow(q, gamma, out=spare)
+        factor = power(q, gamma, spare)
     if alpha is not None:
         weights = torch.tensor([1 - alpha, alpha], dtype=t.dtype, device=t.device)
         alpha_t = torch.lerp(weights[0], weights[1], t, out=negated)
@@ -140,100 +121,14 @@ def _soft_terms(
     return ce, factor, grad
 
 
-_CHUNK = 1 << 16
-"""Elements per thread and step on the CPU: a step's scratch buffers stay in the cache, so
-the exact kernels run at their arithmetic speed instead of waiting on memory."""
+def _focal_terms(alpha: float | None, gamma: float) -> TermsFn:
+    """The focal terms: the shorter :func:`binary_focal_terms` when the targets are all 0 or 1
+    (always for integer and bool targets), else :func:`_soft_terms`."""
 
+    def terms(x: Tensor, t: Tensor, hard: bool, need_grad: bool, scratch: Scratch) -> Terms:
+        return (binary_focal_terms if hard else _soft_terms)(x, t, alpha, gamma, need_grad, scratch)
 
-def _steps(x: Tensor) -> list[slice]:
-    """Ranges of ``x``'s first dimension that hold about ``_CHUNK`` elements per thread."""
-    rows = x.shape[0]
-    if x.device.type != "cpu":
-        return [slice(0, rows)]
-    per_row = max(x.numel() // max(rows, 1), 1)
-    step = max(_CHUNK * torch.get_num_threads() // per_row, 1)
-    return [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
-
-
-class _SigmoidFocal(torch.autograd.Function):
-    """Sigmoid focal loss with an analytic gradient computed in the forward pass.
-
-    Upstream gradients of a summed or element-wise loss only ever scale ``dl/dx`` element-wise,
-    so the forward pass computes ``dl/dx`` right away from the temporaries it already has and
-    saves only that one tensor; the backward pass is one multiplication. The work runs in
-    cache-sized steps on the CPU; a step whose targets are all 0 or 1 takes the shorter
-    :func:`_binary_terms` (``binary``: every target is, as for integer and bool targets).
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        x: Tensor,
-        t: Tensor,
-        weight: Tensor | None,
-        alpha: float | None,
-        gamma: float,
-        summed: bool,
-        need_grad: bool,
-        binary: bool,
-    ) -> Tensor:
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            # steps over the elements, or over rows [first dimension, rest] when a weight
-            # broadcasts (e.g. one per row), so that it need not be expanded in memory
-            rows = x.shape[0] if x.ndim else 1
-            xs = x.reshape(-1) if weight is None else x.reshape(rows, -1)
-            ts = t.reshape(xs.shape)
-            ws = None if weight is None else weight.expand_as(x).reshape(xs.shape)
-            out = None if summed else torch.empty_like(xs)
-            grad = torch.empty_like(xs) if need_grad else None
-            totals = []
-            steps = _steps(xs)
-            scratch = _Scratch(x, xs[steps[0]].numel(), count=5 if binary else 7)
-            for step in steps:
-                x_step, t_step = xs[step], ts[step]
-                hard = binary or _all_zero_or_one(t_step, scratch.views(t_step)[0])
-                terms = _binary_terms if hard else _soft_terms
-                ce, factor, dx = terms(x_step, t_step, alpha, gamma, need_grad, scratch)
-                if ws is not None:
-                    factor = ws[step] if factor is None else factor.mul_(ws[step])
-                if summed:
-                    ce = ce.reshape(-1)
-                    totals.append(ce.sum() if factor is None else torch.dot(factor.reshape(-1), ce))
-                else:
-                    _write(out, step, ce, factor)
-                if grad is not None:
-                    assert dx is not None
-                    _write(grad, step, dx, factor)
-            if grad is not None:
-                ctx.save_for_backward(grad.view_as(x))
-        if summed:
-            return torch.stack(totals).sum() if totals else x.new_zeros(())
-        assert out is not None
-        return out.view_as(x)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-        (grad,) = ctx.saved_tensors
-        return grad * grad_output, None, None, None, None, None, None, None
-
-
-def _write(into: Tensor | None, step: slice, value: Tensor, factor: Tensor | None) -> None:
-    """``into[step] = value * factor``, written in place (one pass, no temporary)."""
-    assert into is not None
-    if factor is None:
-        into[step] = value
-    else:
-        torch.mul(value, factor, out=into[step])
-
-
-def _all_zero_or_one(t: Tensor, scratch: Tensor) -> bool:
-    """Whether every value is exactly 0 or 1: then t - t^2 is 0 everywhere, and only then."""
-    if t.numel() == 0:
-        return True
-    spread = torch.addcmul(t, t, t, value=-1.0, out=scratch)
-    low, high = torch.aminmax(spread)  # NaN if any value is NaN
-    return low.item() == 0 and high.item() == 0
+    return terms
 
 
 def sigmoid_focal_loss(
@@ -267,12 +162,15 @@ def sigmoid_focal_loss(
     if compiling() or t.requires_grad or (w is not None and w.requires_grad):
         loss = _focal_reference(x, t, alpha, gamma, w)
         return reduce_loss(loss, reduction)
-    need_grad = torch.is_grad_enabled() and x.requires_grad
-    summed = inner_reduction(reduction) == "sum"
-    out: Tensor = _SigmoidFocal.apply(x, t, w, alpha, gamma, summed, need_grad, exact_binary)
-    if reduction == "mean":
-        out = out / max(x.numel(), 1)
-    return out
+    return chunked_loss(
+        x,
+        t,
+        _focal_terms(alpha, gamma),
+        buffers=5 if exact_binary else 7,
+        reduction=reduction,
+        weight=w,
+        hard=True if exact_binary else None,
+    )
 
 
 def sigmoid_focal_loss_with_indices(
