@@ -55,6 +55,7 @@ from autotimm.losses.segmentation import (
     JaccardLoss,
     LovaszLoss,
     MaskLoss,
+    OhemCrossEntropyLoss,
     TverskyLoss,
 )
 from autotimm.losses.spec import LossSpec
@@ -85,6 +86,7 @@ __all__ = [
     "MSELoss",
     "MaskLoss",
     "NLLLoss",
+    "OhemCrossEntropyLoss",
     "ParameterInfo",
     "Reduction",
     "TargetKind",

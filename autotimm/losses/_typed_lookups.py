@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         JaccardLoss,
         LovaszLoss,
         MaskLoss,
+        OhemCrossEntropyLoss,
         TverskyLoss,
     )
 
@@ -67,6 +68,8 @@ BuiltinLossName = Literal[
     "mask",
     "mse",
     "nll",
+    "ohem",
+    "ohem_cross_entropy",
     "tversky",
 ]
 """Every built-in loss name and alias."""
@@ -125,6 +128,12 @@ class TypedLookups:
         @overload
         def get_loss(self, name: Literal["nll"], /, **kwargs: Any) -> NLLLoss: ...
         @overload
+        def get_loss(self, name: Literal["ohem"], /, **kwargs: Any) -> OhemCrossEntropyLoss: ...
+        @overload
+        def get_loss(
+            self, name: Literal["ohem_cross_entropy"], /, **kwargs: Any
+        ) -> OhemCrossEntropyLoss: ...
+        @overload
         def get_loss(self, name: Literal["tversky"], /, **kwargs: Any) -> TverskyLoss: ...
         @overload
         def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...
@@ -176,6 +185,12 @@ class TypedLookups:
         def get_loss_class(self, name: Literal["mse"], /) -> type[MSELoss]: ...
         @overload
         def get_loss_class(self, name: Literal["nll"], /) -> type[NLLLoss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["ohem"], /) -> type[OhemCrossEntropyLoss]: ...
+        @overload
+        def get_loss_class(
+            self, name: Literal["ohem_cross_entropy"], /
+        ) -> type[OhemCrossEntropyLoss]: ...
         @overload
         def get_loss_class(self, name: Literal["tversky"], /) -> type[TverskyLoss]: ...
         @overload

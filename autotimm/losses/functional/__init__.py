@@ -29,11 +29,13 @@ from autotimm.losses.functional.classification import (
     nll_loss,
 )
 from autotimm.losses.functional.focal import (
+    focal_pixelwise_loss,
     sigmoid_focal_loss,
     sigmoid_focal_loss_with_indices,
     softmax_focal_loss,
 )
-from autotimm.losses.functional.lovasz import lovasz_softmax_loss
+from autotimm.losses.functional.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+from autotimm.losses.functional.ohem import ohem_cross_entropy
 from autotimm.losses.functional.region import (
     dice_loss,
     segmentation_counts,
@@ -49,10 +51,13 @@ __all__ = [
     "checks",
     "cross_entropy",
     "dice_loss",
+    "focal_pixelwise_loss",
     "inner_reduction",
+    "lovasz_hinge_loss",
     "lovasz_softmax_loss",
     "mse_loss",
     "nll_loss",
+    "ohem_cross_entropy",
     "reduce_loss",
     "segmentation_counts",
     "sigmoid_focal_loss",
