@@ -155,9 +155,9 @@ def tversky_loss(
         loss = loss[:, 1:]
         class_weights = None if class_weights is None else class_weights[1:]
     if gamma != 1:
-        # the floor keeps the gradient finite for gamma < 1 at a perfect score (and a ratio
-        # rounded one ulp above 1 from a NaN power); NaN still passes through
-        loss = loss.clamp_min(TINY).pow(gamma)
+        # a perfect score stays exactly 0; elsewhere the floor keeps the gradient finite for
+        # gamma < 1 (and a ratio rounded one ulp above 1 from a NaN power); NaN passes through
+        loss = torch.where(loss == 0, loss, loss.clamp_min(TINY).pow(gamma))
     if class_weights is not None:
         loss = loss * class_weights.to(loss.dtype)
     return reduce_loss(loss, reduction)
@@ -168,17 +168,15 @@ def dice_loss(
     target: Tensor,
     *,
     smooth: float = 1.0,
-    mode: SegmentationMode = "multiclass",
-    class_weights: Tensor | None = None,
-    include_background: bool = True,
     ignore_index: int = 255,
     reduction: Reduction = "mean",
     label_range: tuple[int, int] | None = None,
 ) -> Tensor:
     """Soft dice ``1 - (2 I + s) / (P + G + s)`` per (sample, class); ``"none"`` -> ``[B, C]``.
 
-    The Tversky loss with ``alpha = beta = 1/2`` and smoothing ``s / 2`` (see
-    :func:`tversky_loss` for ``mode``, ``class_weights`` and ``include_background``).
+    The Tversky loss with ``alpha = beta = 1/2`` and smoothing ``s / 2``, on softmax
+    probabilities and class-index targets; :func:`tversky_loss` with those values takes the
+    other modes, class weights and ``include_background``.
 
     Example:
         >>> logits = torch.zeros(1, 2, 2)  # p = 1/2 everywhere
@@ -191,9 +189,6 @@ def dice_loss(
         alpha=0.5,
         beta=0.5,
         smooth=smooth / 2,
-        mode=mode,
-        class_weights=class_weights,
-        include_background=include_background,
         ignore_index=ignore_index,
         reduction=reduction,
         label_range=label_range,
