@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from autotimm.losses._types import Reduction
 from autotimm.losses.functional._utils import inner_reduction, nonzero, to_float32
 
 __all__ = ["ohem_cross_entropy", "ohem_keep"]
+
+
+class _WeightedCrossEntropy(torch.autograd.Function):
+    """``ce * w`` per pixel for fixed weights ``w [B, N]`` and a cross entropy ``ce [B, N]``
+    computed beforehand (without a graph) from logits ``x [B, C, N]``.
+
+    Saves nothing but its inputs; the backward pass recomputes the softmax from the logits,
+    ``dx = softmax(x) a - onehot(t) a`` with ``a = upstream * w``: one fused softmax, a scaling
+    in place and a scatter, instead of autograd's zero-filled NLL gradient and log-softmax
+    backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, t: Tensor, w: Tensor, ce: Tensor) -> Tensor:
+        ctx.save_for_backward(x, t, w)
+        return ce * w
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+        x, t, w = ctx.saved_tensors
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            a = (grad.to(x.dtype) * w).unsqueeze(1)  # [B, 1, N]
+            dx = x.softmax(1).mul_(a)
+            dx.scatter_add_(1, t.unsqueeze(1), a.neg())
+        return dx, None, None, None
 
 
 def ohem_keep(ce: Tensor, valid: Tensor, *, thresh: float, count: int) -> Tensor:
@@ -27,12 +53,14 @@ def ohem_keep(ce: Tensor, valid: Tensor, *, thresh: float, count: int) -> Tensor
         >>> ohem_keep(ce, torch.ones(4, dtype=torch.bool), thresh=0.7, count=3).tolist()
         [True, True, True, False]
     """
+    if count >= ce.numel():  # every valid pixel is among the hardest
+        return valid
     # p_t < thresh  <=>  ce > -log(thresh); "easy" is the complement, so NaN is never easy
     easy = ce <= (-math.log(thresh) if thresh > 0 else math.inf)
-    count = min(count, ce.numel())
     if count > 0:
         hardness = torch.where(valid, ce, torch.full_like(ce, -1.0)).reshape(-1)
-        boundary = -torch.kthvalue(-hardness, count).values  # the count-th largest
+        # the count-th largest is the (n - count + 1)-th smallest
+        boundary = torch.kthvalue(hardness, hardness.numel() - count + 1).values
         easy &= ce < boundary
     return valid & ~easy
 
@@ -63,16 +91,19 @@ def ohem_cross_entropy(
     """
     inner = inner_reduction(reduction)
     x = to_float32(logits)
-    t = target.long()
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        ce = F.cross_entropy(x, t, ignore_index=ignore_index, reduction="none")
-    with torch.no_grad():
-        kept = ohem_keep(ce.detach(), t != ignore_index, thresh=thresh, count=min_kept * x.shape[0])
-        pixel_weight = kept.to(ce.dtype)
+    batch, classes = x.shape[0], x.shape[1]
+    x = x.reshape(batch, classes, math.prod(x.shape[2:]))
+    t = target.reshape(batch, x.shape[2]).long()
+    valid = t != ignore_index
+    t = torch.where(valid, t, torch.zeros_like(t))
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        ce = x.log_softmax(1).gather(1, t.unsqueeze(1)).squeeze(1).neg_()
+        kept = ohem_keep(ce, valid, thresh=thresh, count=min_kept * batch)
+        pixel_weight = kept.to(x.dtype)
         if weight is not None:
-            pixel_weight *= weight.to(ce.dtype)[torch.where(kept, t, torch.zeros_like(t))]
-    loss = ce * pixel_weight
+            pixel_weight *= weight.to(x.dtype)[t]
+    loss: Tensor = _WeightedCrossEntropy.apply(x, t, pixel_weight, ce)
     if inner == "none":
-        return loss
+        return loss.reshape(target.shape)
     total = loss.sum()
     return total if reduction == "sum" else total / nonzero(pixel_weight.sum())
