@@ -239,9 +239,7 @@ def mode_losses() -> dict[str, tuple[torch.nn.Module, str]]:
     }
 
 
-def compute_mode_curves(
-    confidence: float = 0.9, width: int = 400, size: int = 40
-) -> ModeCurves:
+def compute_mode_curves(confidence: float = 0.9, width: int = 400, size: int = 40) -> ModeCurves:
     """Losses of one small foreground (``size`` of ``width`` pixels) in binary mode and as two
     softmax classes, against the foreground IoU of the thresholded prediction.
 
