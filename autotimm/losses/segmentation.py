@@ -518,7 +518,7 @@ class OhemCrossEntropyLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         """OHEM cross entropy of ``logits [B, C, *]`` against labels ``[B, *]``."""
-        _check(
+        labels = _check(
             logits,
             target,
             self.num_classes,
@@ -534,6 +534,7 @@ class OhemCrossEntropyLoss(nn.Module):
             weight=self.class_weights,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
+            label_range=labels,
         )
 
 
