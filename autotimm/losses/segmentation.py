@@ -242,8 +242,7 @@ class DiceLoss(_RegionOverlapLoss):
 
 @register_loss("tversky", task="segmentation")
 class TverskyLoss(_RegionOverlapLoss):
-    """(Focal) Tversky loss per (sample, class), MONAI's convention (``alpha`` weights false
-    positives).
+    """Tversky loss per (sample, class), MONAI's convention (``alpha`` weights false positives).
 
     ``(1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth)) ** gamma`` on softmax or sigmoid
     probabilities (``mode``), averaged over samples and classes; ``alpha = beta = 0.5`` is the
@@ -338,8 +337,7 @@ class JaccardLoss(_RegionOverlapLoss):
 
 @register_loss("lovasz", task="segmentation")
 class LovaszLoss(_ModalSegmentationLoss):
-    """Lovász-softmax loss over the classes present in the target, or the Lovász hinge per
-    channel for masks.
+    """Lovász-softmax over the classes present in the target, or Lovász hinge per channel.
 
     ``mode="multiclass"``: as segmentation_models_pytorch's ``LovaszLoss(mode="multiclass")``,
     softmax, then the Lovász extension of the Jaccard loss per present class, averaged over
