@@ -87,14 +87,13 @@ STATEMENT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
         _SEG + "test_monai_cross_check",
         _MODES + "test_region_losses_reproduce_monai_published_sigmoid_cases",
         _MODES + "test_dice_reproduces_monai_published_case_without_background",
-        _MODES + "test_region_losses_on_masks_equal_textbook",
-        _MODES + "test_region_losses_multiclass_weights_background_gamma_equal_textbook",
+        _MODES + "test_region_losses_equal_textbook_in_every_mode",
     ),
     ("tversky", "monai.losses.TverskyLoss"): (
         _PEERS + "test_dice_and_tversky_reproduce_monai_published_cases",
         _SEG + "test_monai_cross_check",
         _MODES + "test_region_losses_reproduce_monai_published_sigmoid_cases",
-        _MODES + "test_region_losses_on_masks_equal_textbook",
+        _MODES + "test_region_losses_equal_textbook_in_every_mode",
     ),
     ("tversky", "segmentation_models_pytorch.losses.TverskyLoss"): (
         _MODES + "test_focal_tversky_equals_smp_on_one_image_and_differs_on_a_batch",
@@ -102,7 +101,7 @@ STATEMENT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("jaccard", "monai.losses.DiceLoss"): (
         _PEERS + "test_jaccard_equals_monai_jaccard_dice",
         _MODES + "test_region_losses_reproduce_monai_published_sigmoid_cases",
-        _MODES + "test_region_losses_on_masks_equal_textbook",
+        _MODES + "test_region_losses_equal_textbook_in_every_mode",
     ),
     ("jaccard", "segmentation_models_pytorch.losses.JaccardLoss"): (
         _PEERS + "test_jaccard_reproduces_smp_published_case",

@@ -20,6 +20,17 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_losses_segmentation import (
+    IGNORE,
+    SETTINGS,
+    D,
+    Problem,
+    _close,
+    _safe_ratio,
+    reductions,
+    seg_problem,
+)
+from test_losses_segmentation import _soft_sums as softmax_sums
 from torch import nn
 
 from autotimm.losses import (
@@ -35,19 +46,8 @@ from autotimm.losses import (
     get_loss,
 )
 
-SETTINGS = settings(max_examples=25, deadline=None)
-D = torch.float64
-IGNORE = 255
 REGION = ("dice", "jaccard", "tversky")
 MODAL = (*REGION, "focal_pixelwise", "lovasz")
-reductions = st.sampled_from(["mean", "sum", "none"])
-
-Problem = tuple[torch.Tensor, torch.Tensor]
-
-
-def _close(ours: torch.Tensor, ref: torch.Tensor, atol: float = 1e-10) -> None:
-    assert ours.shape == ref.shape, (ours.shape, ref.shape)
-    torch.testing.assert_close(ours.to(D), ref.to(D), atol=atol, rtol=1e-7)
 
 
 def _grad(loss: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
@@ -91,19 +91,13 @@ def mask_problem(draw: st.DrawFn, mode: str, hard: bool | None = None) -> Proble
     return logits, masks
 
 
-@st.composite
-def class_problem(draw: st.DrawFn, classes: int | None = None) -> Problem:
-    """Logits ``[B, C, *]`` (float64) and class indices ``[B, *]``, some ignored."""
-    b = draw(st.integers(1, 3))
-    c = classes or draw(st.integers(2, 5))
-    spatial = draw(st.lists(st.integers(1, 5), min_size=0, max_size=2))
-    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
-    scale = draw(st.sampled_from([0.3, 2.0, 8.0]))
-    logits = torch.randn(b, c, *spatial, generator=generator, dtype=D) * scale
-    target = torch.randint(0, c, (b, *spatial), generator=generator)
-    rate = draw(st.sampled_from([0.0, 0.0, 0.3, 1.0]))
-    target[torch.rand(target.shape, generator=generator) < rate] = IGNORE
-    return logits, target
+def class_problem(classes: int | None = None) -> st.SearchStrategy[Problem]:
+    """Logits ``[B, C, *]`` (float64) and class indices ``[B, *]``, some ignored (the problems
+    of ``test_losses_segmentation.py``); ``classes=2``: folded onto two classes."""
+    if classes is None:
+        return seg_problem()
+    assert classes == 2
+    return seg_problem().map(lambda p: (p[0][:, :2], torch.where(p[1] == IGNORE, IGNORE, p[1] % 2)))
 
 
 # ------------------------------------------------------------------ textbook references
@@ -116,22 +110,6 @@ def sigmoid_sums(logits: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tenso
     g = torch.where(m == IGNORE, 0.0, m)
     p = p * valid
     return (p * g).sum(-1), p.sum(-1), g.sum(-1)
-
-
-def softmax_sums(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """sum(p g), sum(p), sum(g) per (sample, class) with an explicit one-hot and mask."""
-    b, c = logits.shape[:2]
-    p = torch.softmax(logits, 1).reshape(b, c, -1)
-    t = target.reshape(b, -1)
-    valid = (t != IGNORE).to(D).unsqueeze(1)
-    g = F.one_hot(t.clamp(0, c - 1), c).permute(0, 2, 1).to(D) * valid
-    p = p * valid
-    return (p * g).sum(-1), p.sum(-1), g.sum(-1)
-
-
-def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    empty = denominator == 0
-    return torch.where(empty, 1.0, numerator / torch.where(empty, 1.0, denominator))
 
 
 def textbook_region(
@@ -148,12 +126,12 @@ def textbook_region(
     """MONAI's definitions per (sample, class): weight times the loss, background dropped."""
     tp, p_sum, g_sum = sums
     if name == "dice":
-        per = 1 - _ratio(2 * tp + smooth, p_sum + g_sum + smooth)
+        per = 1 - _safe_ratio(2 * tp + smooth, p_sum + g_sum + smooth)
     elif name == "jaccard":
-        per = 1 - _ratio(tp + smooth, p_sum + g_sum - tp + smooth)
+        per = 1 - _safe_ratio(tp + smooth, p_sum + g_sum - tp + smooth)
     else:
         fp, fn = p_sum - tp, g_sum - tp
-        per = 1 - _ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
+        per = 1 - _safe_ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
         per = per**gamma
     w = torch.ones(per.shape[1], dtype=D) if weights is None else weights.to(D)
     if not include_background:
@@ -181,14 +159,14 @@ tversky_params = st.fixed_dictionaries(
 @SETTINGS
 @given(
     data=st.data(),
-    mode=st.sampled_from(["binary", "multilabel"]),
+    mode=st.sampled_from(["multiclass", "multilabel", "binary"]),
     name=st.sampled_from(REGION),
     smooth=st.sampled_from([0.0, 1e-5, 1.0]),
     params=tversky_params,
     weighted=st.booleans(),
     reduction=reductions,
 )
-def test_region_losses_on_masks_equal_textbook(
+def test_region_losses_equal_textbook_in_every_mode(
     data: st.DataObject,
     mode: str,
     name: str,
@@ -197,10 +175,11 @@ def test_region_losses_on_masks_equal_textbook(
     weighted: bool,
     reduction: str,
 ) -> None:
-    logits, masks = data.draw(mask_problem(mode))
-    c = logits.shape[1]
+    """MONAI's definitions (softmax or sigmoid, ``weight``, ``include_background``) with the
+    focal Tversky exponent; binary masks given as ``[B, H, W]``."""
+    logits, target = data.draw(class_problem() if mode == "multiclass" else mask_problem(mode))
     include_background = mode == "binary" or data.draw(st.booleans())
-    weights = torch.rand(c, dtype=D) * 2 if weighted else None
+    weights = torch.rand(logits.shape[1], dtype=D) * 2 if weighted else None
     loss = region_loss(
         name,
         mode=mode,
@@ -211,58 +190,12 @@ def test_region_losses_on_masks_equal_textbook(
         **params,
     )
     x1, x2 = _leaves(logits)
-    target = masks if mode == "multilabel" else masks[:, 0]  # binary: [B, H, W] masks
-    ours = loss(x1, target)
+    ours = loss(x1, target[:, 0] if mode == "binary" else target)
+    sums = softmax_sums(x2, target) if mode == "multiclass" else sigmoid_sums(x2, target)
     ref = _reduce(
         textbook_region(
             name,
-            sigmoid_sums(x2, masks),
-            smooth=smooth,
-            weights=weights,
-            include_background=include_background,
-            **(params if name == "tversky" else {}),
-        ),
-        reduction,
-    )
-    _close(ours, ref, atol=1e-9)
-    _close_grads(_grad(ours, x1), _grad(ref, x2))
-
-
-@SETTINGS
-@given(
-    problem=class_problem(),
-    name=st.sampled_from(REGION),
-    smooth=st.sampled_from([0.0, 1e-5, 1.0]),
-    params=tversky_params,
-    weighted=st.booleans(),
-    include_background=st.booleans(),
-    reduction=reductions,
-)
-def test_region_losses_multiclass_weights_background_gamma_equal_textbook(
-    problem: Problem,
-    name: str,
-    smooth: float,
-    params: dict[str, float],
-    weighted: bool,
-    include_background: bool,
-    reduction: str,
-) -> None:
-    logits, target = problem
-    weights = torch.rand(logits.shape[1], dtype=D) * 2 if weighted else None
-    loss = region_loss(
-        name,
-        smooth=smooth,
-        class_weights=weights,
-        include_background=include_background,
-        reduction=reduction,
-        **params,
-    )
-    x1, x2 = _leaves(logits)
-    ours = loss(x1, target)
-    ref = _reduce(
-        textbook_region(
-            name,
-            softmax_sums(x2, target),
+            sums,
             smooth=smooth,
             weights=weights,
             include_background=include_background,
