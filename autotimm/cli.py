@@ -156,24 +156,39 @@ def _data_synthetic(args: argparse.Namespace) -> int:
 
 def _print_table(rows: Sequence[Sequence[Any]], width: int | None = None) -> None:
     """Columns padded to their widest cell. With ``width``, the last column wraps to fit; when
-    the other columns leave it too little room, it goes on indented lines below its row."""
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    the other columns leave it too little room, it goes on indented lines below its row; when
+    they are wider than ``width`` themselves, their widest one wraps too (a long ``Literal``
+    type such as ``'multiclass' | 'multilabel' | 'binary'``)."""
+    text = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in text) for i in range(len(text[0]))]
+    fixed = sum(widths[:-1]) + 2 * (len(widths) - 2)
+    room = None if width is None else width - 2 - len(text[0][-1])  # and the last header
+    if room is not None and fixed > room:
+        widest = max(range(len(widths) - 1), key=widths.__getitem__)
+        widths[widest] = max(widths[widest] - (fixed - room), 8)
     indent = sum(widths[:-1]) + 2 * (len(widths) - 1)
     below = width is not None and width - indent < 24
     if width is not None:
         widths[-1] = min(widths[-1], width - (4 if below else indent))
-    for index, row in enumerate(rows):
-        *cells, last = [str(cell) for cell in row]
+    for index, row in enumerate(text):
+        *cells, last = row
+        columns = [
+            textwrap.wrap(c, w) or [""] if len(c) > w else [c] for c, w in zip(cells, widths)
+        ]
+        fixed_lines = [
+            "  ".join((col[k] if k < len(col) else "").ljust(w) for col, w in zip(columns, widths))
+            for k in range(max((len(col) for col in columns), default=1))
+        ]
         lines = textwrap.wrap(last, widths[-1]) if width is not None else [last]
-        padded = [cell.ljust(w) for cell, w in zip(cells, widths)]
         if below and index > 0:
-            print("  ".join(padded).rstrip())
+            print("\n".join(line.rstrip() for line in fixed_lines))
             for line in lines:
                 print(f"    {line}")
             continue
-        print("  ".join([*padded, lines[0] if lines else ""]).rstrip())
-        for line in lines[1:]:
-            print(" " * indent + line)
+        for k in range(max(len(fixed_lines), len(lines), 1)):
+            left = fixed_lines[k] if k < len(fixed_lines) else " " * (indent - 2)
+            right = lines[k] if k < len(lines) else ""
+            print("  ".join([left, right] if cells else [right]).rstrip())
         if index == 0:
             rule = [*widths[:-1], len(last) if below else widths[-1]]
             print("  ".join("-" * w for w in rule))

@@ -355,9 +355,10 @@ CASES = [
     ),
     Case(
         "ohem_cross_entropy",
-        "logits [8,19,128,128], class indices (no peer)",
+        "logits [8,19,128,128], class indices, thresh 0.7, min_kept 4096 of 16384 pixels per "
+        "image, so that the hardest pixels are searched (no peer)",
         _seg_inputs(SEG),
-        _ours("ohem_cross_entropy"),
+        _ours("ohem_cross_entropy", thresh=0.7, min_kept=4096),
         SOFTMAX,
         floor_target=ELEMENTWISE,
     ),

@@ -19,6 +19,7 @@ import argparse
 import inspect
 import re
 import sys
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -121,23 +122,36 @@ L = \frac{1}{n}\Bigl( \lambda_{cls} \sum_{\text{valid}} \ell_{cls}
 \quad n = \max(1, \#\text{fg})
 """,
     "dice": r"""
-\ell_{b,c} = 1 - \frac{2 \sum_i p_{b,c,i}\, g_{b,c,i} + s}{\sum_i p_{b,c,i} + \sum_i g_{b,c,i} + s}
+\ell_{b,c} = w_c \left(1 - \frac{2 \sum_i p_{b,c,i}\, g_{b,c,i} + s}
+  {\sum_i p_{b,c,i} + \sum_i g_{b,c,i} + s}\right),
+\quad p = \begin{cases} \mathrm{softmax}_c(x) & \text{multiclass} \\
+  \sigma(x) & \text{binary, multilabel} \end{cases}
 """,
     "tversky": r"""
-\ell_{b,c} = 1 - \frac{TP + s}{TP + \alpha\, FP + \beta\, FN + s},
+\ell_{b,c} = w_c \left(1 - \frac{TP + s}{TP + \alpha\, FP + \beta\, FN + s}\right)^{\gamma},
 \quad TP = \sum_i p\, g,\ FP = \sum_i p\,(1 - g),\ FN = \sum_i (1 - p)\, g
 """,
     "jaccard": r"""
-\ell_{b,c} = 1 - \frac{\sum_i p\, g + s}{\sum_i p + \sum_i g - \sum_i p\, g + s}
+\ell_{b,c} = w_c \left(1 - \frac{\sum_i p\, g + s}{\sum_i p + \sum_i g - \sum_i p\, g + s}\right)
 """,
     "lovasz": r"""
-\ell = \frac{1}{|\mathcal{C}_{present}|} \sum_{c \in \mathcal{C}_{present}}
+\ell = \frac{1}{|\mathcal{C}|} \sum_{c \in \mathcal{C}}
   \sum_{i} m_{\pi_i}(c)\, \bigl[\Delta J_c(\pi_1..\pi_i) - \Delta J_c(\pi_1..\pi_{i-1})\bigr],
-\quad m_i(c) = |g_i(c) - p_i(c)| \text{ sorted decreasingly by } \pi
+\quad m_i(c) = \begin{cases} |g_i(c) - p_i(c)|,\ \mathcal{C} \text{ present classes}
+  & \text{multiclass} \\
+  \max\bigl(0, 1 - x_i(c)\,(2 g_i(c) - 1)\bigr),\ \mathcal{C} \text{ all channels}
+  & \text{binary, multilabel} \end{cases}
 """,
     "focal_pixelwise": r"""
-\ell_i = -\,w_{y_i}\, (1 - p_{i, y_i})^{\gamma} \log p_{i, y_i},
-\quad p_i = \mathrm{softmax}(x_i)
+\ell_i = -\,w_{c}\, (1 - p_{t})^{\gamma} \log p_{t},
+\quad p_t = \begin{cases} \mathrm{softmax}(x_i)_{y_i} & \text{multiclass} \\
+  \sigma(x_{i,c}) \text{ if } g_{i,c} = 1,\ 1 - \sigma(x_{i,c}) \text{ if } g_{i,c} = 0
+  & \text{binary, multilabel} \end{cases}
+""",
+    "ohem_cross_entropy": r"""
+L = \frac{\sum_{i \in K} w_{y_i} \mathrm{CE}_i}{\sum_{i \in K} w_{y_i}},
+\quad K = \{ i : p_{i, y_i} < \tau \} \cup \{ i : \mathrm{CE}_i \geq \mathrm{CE}_{(m B)} \},
+\quad \mathrm{CE}_{(k)} = k\text{-th largest over the labelled pixels}
 """,
     "mask": r"""
 \ell = -\left[ p_w\, g \log \sigma(x) + (1 - g) \log\bigl(1 - \sigma(x)\bigr) \right]
@@ -325,42 +339,64 @@ PEERS: dict[str, tuple[Peer, ...]] = {
     "dice": (
         Peer(
             "monai.losses.DiceLoss",
-            "`softmax=True, to_onehot_y=True, smooth_nr=smooth, smooth_dr=smooth` (background "
-            "included, one score per image and class) and no ignored pixels; "
-            + _VALUES_AND_GRADIENTS,
+            '`softmax=True, to_onehot_y=True` (`mode="multiclass"`) or `sigmoid=True` '
+            '(`"binary"`, `"multilabel"`), `smooth_nr=smooth, smooth_dr=smooth`, the same '
+            "`weight` and `include_background` (one score per image and class) and no ignored "
+            "pixels; " + _VALUES_AND_GRADIENTS,
         ),
     ),
     "tversky": (
         Peer(
             "monai.losses.TverskyLoss",
-            "`softmax=True, to_onehot_y=True`, the same `alpha` and `beta` (`alpha` weights "
-            "false positives), `smooth_nr=smooth, smooth_dr=smooth` and no ignored pixels; "
-            + _VALUES_AND_GRADIENTS,
+            "`softmax=True, to_onehot_y=True` or `sigmoid=True` as for `dice`, the same "
+            "`alpha` and `beta` (`alpha` weights false positives), `smooth_nr=smooth, "
+            "smooth_dr=smooth` and no ignored pixels; " + _VALUES_AND_GRADIENTS,
+        ),
+        Peer(
+            "segmentation_models_pytorch.losses.TverskyLoss",
+            '`mode="binary"`, the same `alpha`, `beta` and `gamma`, `smooth=0`, for one '
+            "image; values",
         ),
     ),
     "jaccard": (
         Peer(
             "monai.losses.DiceLoss",
-            "`jaccard=True, softmax=True, to_onehot_y=True, smooth_nr=2 * smooth, "
-            "smooth_dr=2 * smooth` and no ignored pixels; " + _VALUES_AND_GRADIENTS,
+            "`jaccard=True`, `softmax=True, to_onehot_y=True` or `sigmoid=True` as for "
+            "`dice`, `smooth_nr=2 * smooth, smooth_dr=2 * smooth` and no ignored pixels; "
+            + _VALUES_AND_GRADIENTS,
         ),
         Peer(
             "segmentation_models_pytorch.losses.JaccardLoss",
-            '`mode="multiclass"`, `smooth=smooth`, for one image in which every class is '
-            "present; values",
+            'the same `mode` (`"multiclass"`, `"multilabel"`), `smooth=smooth`, for one image '
+            "in which every class is present; values",
         ),
     ),
     "lovasz": (
         Peer(
             "segmentation_models_pytorch.losses.LovaszLoss",
-            '`mode="multiclass"`, the same `per_image` and `ignore_index`; '
+            '`mode="multiclass"` or `mode="binary"`, the same `per_image` and `ignore_index`; '
             + _VALUES_AND_GRADIENTS,
         ),
     ),
     "focal_pixelwise": (
         Peer(
             "torch.nn.functional.cross_entropy",
-            "`gamma=0`, `alpha=None`, the same `ignore_index`; " + _VALUES_AND_GRADIENTS,
+            '`mode="multiclass"`, `gamma=0`, `alpha=None`, the same `ignore_index`; '
+            + _VALUES_AND_GRADIENTS,
+        ),
+        Peer(
+            "segmentation_models_pytorch.losses.FocalLoss",
+            '`mode="binary"` or `"multilabel"`, `alpha=None`, the same `gamma` and '
+            "`ignore_index`; " + _VALUES_AND_GRADIENTS,
+        ),
+    ),
+    "ohem_cross_entropy": (
+        Peer(
+            "mmseg.structures.sampler.OHEMPixelSampler",
+            "the same `thresh` (its `thresh=None` is `thresh=0` here) and `min_kept` (per "
+            "image): the same pixels are kept when "
+            "`min_kept * B` is below the number of labelled pixels and no two pixels have the "
+            "same probability; then " + _VALUES_AND_GRADIENTS + " of the mean over them",
         ),
     ),
     "mask": (
@@ -425,6 +461,47 @@ DIFFERENCES: dict[str, tuple[Difference, ...]] = {
             "aspect angle takes the height as at least `eps`.",
         ),
     ),
+    "dice": (
+        Difference(
+            "class-weights-length",
+            "`class_weights` has one weight per channel of the logits, background included "
+            "(its weight unused when `include_background=False`), where MONAI's `weight` "
+            "leaves the background out then.",
+        ),
+        Difference(
+            "binary-background",
+            '`include_background=False` with `mode="binary"` is an error (the one channel is '
+            "the foreground), where MONAI warns and ignores it.",
+        ),
+    ),
+    "tversky": (
+        Difference(
+            "focal-per-sample",
+            "`gamma` raises each (image, class) loss before the mean, where smp raises the "
+            "mean over the batch pooled per class.",
+        ),
+    ),
+    "lovasz": (
+        Difference(
+            "multilabel-per-channel",
+            '`mode="multilabel"` averages the Lovász hinge of each channel, where smp\'s '
+            "multilabel mode pools every channel into one binary problem.",
+        ),
+    ),
+    "ohem_cross_entropy": (
+        Difference(
+            "mean-over-kept",
+            "the loss is the mean over the kept pixels, where mmseg's cross entropy after the "
+            "sampler divides the kept pixels' sum by the number of all (or all labelled) pixels.",
+        ),
+        Difference(
+            "at-least-min-kept",
+            "at least `min_kept` pixels per image are kept, every pixel tied at that boundary "
+            "too; mmseg keeps the pixels below the probability of the `min_kept * B + 1`-th "
+            "hardest, so with `min_kept * B` at or above the number of labelled pixels it "
+            "drops the easiest one.",
+        ),
+    ),
     "jaccard": (
         Difference(
             "per-sample",
@@ -453,8 +530,10 @@ it also takes soft targets (`soft_targets`) and which parameter takes per-class 
 they feed it, and adapt their raw logits and targets to the rest (see
 [Custom losses](custom-losses.md#what-the-loss-receives) and, per model, the
 [losses that fit](../models-and-data.md#which-losses-fit)); call a loss module directly and
-you pass those inputs yourself. `autotimm losses show NAME` prints the same table in a
-terminal.
+you pass those inputs yourself. A segmentation loss with a `mode` takes class indices in
+`"multiclass"` mode and dense masks in `"binary"` and `"multilabel"` modes: its instance says
+so in its `target` property, which models read before the registry entry.
+`autotimm losses show NAME` prints the same table in a terminal.
 
 Each entry also says which other library's loss it equals (its *peer*) and under which
 convention; `tests/losses/test_losses_peers.py` names the test that checks each of these
@@ -553,6 +632,24 @@ def parameter_table(parameters: Iterable[ParameterInfo]) -> list[str]:
     return rows
 
 
+def target_text(entry: LossEntry) -> str:
+    """The entry's target kind; for a loss with a ``mode``, what each mode's instance takes.
+
+    An instance may narrow its entry's kind with a ``target`` property (models read that
+    first), so a default-built loss per mode says it, e.g.
+    ``class_indices` (`multiclass`); `dense` (`multilabel`, `binary`)``.
+    """
+    modes = next((p for p in entry.parameters if p.name == "mode"), None)
+    if modes is None or not isinstance(getattr(entry.loss_class, "target", None), property):
+        return f"`{entry.target}`"
+    by_kind: dict[str, list[str]] = {}
+    for mode in typing.get_args(modes.annotation):
+        by_kind.setdefault(entry.build(mode=mode).target, []).append(mode)
+    return "; ".join(
+        f"`{kind}` ({', '.join(f'`{m}`' for m in modes)})" for kind, modes in by_kind.items()
+    )
+
+
 def _formula(name: str) -> list[str]:
     body = FORMULAS[name].strip("\n")
     return ["$$", body, "$$"]
@@ -571,7 +668,7 @@ def kinds_cells(entry: LossEntry) -> str:
         broadcast = " (broadcast)" if entry.class_weights_broadcast else ""
         weights = _code(entry.class_weights) + broadcast
     soft = "yes" if entry.soft_targets else "-"
-    return f"`{entry.expects}` | `{entry.target}` | {classes} | {soft} | {weights}"
+    return f"`{entry.expects}` | {target_text(entry)} | {classes} | {soft} | {weights}"
 
 
 def render_entry(entry: LossEntry) -> list[str]:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
 FOCAL_GAMMAS = (0.5, 1.0, 2.0, 5.0)
 TVERSKY_BETAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FOCAL_TVERSKY_GAMMAS = (0.5, 0.75, 1.0, 2.0)
 
 sys.path.insert(0, str(ROOT))
 from autotimm.losses import (  # noqa: E402  (after the path set-up, for a source checkout)
@@ -213,6 +214,77 @@ def compute_tversky_tradeoff(
     return TverskyTradeoff(list(betas), precision, recall)
 
 
+# --------------------------------------------------------------------------- segmentation modes
+@dataclass
+class ModeCurves:
+    iou: list[float]
+    losses: dict[str, list[float]]
+
+
+def _shifted_mask_logits(width: int, size: int, shift: int, confidence: float) -> torch.Tensor:
+    """One sigmoid channel ``[1, 1, 1, width]``: the foreground run starts at ``shift``."""
+    return _shifted_prediction(width, size, shift, confidence)[:, 1:]
+
+
+def mode_losses() -> dict[str, tuple[torch.nn.Module, str]]:
+    """The losses compared on one binary mask, and the mode (``logits``) each is given."""
+    return {
+        'dice (mode="binary")': (DiceLoss(mode="binary"), "binary"),
+        "dice (two classes, background included)": (DiceLoss(), "multiclass"),
+        "dice (two classes, include_background=False)": (
+            DiceLoss(include_background=False),
+            "multiclass",
+        ),
+        'jaccard (mode="binary")': (JaccardLoss(mode="binary"), "binary"),
+    }
+
+
+def compute_mode_curves(confidence: float = 0.9, width: int = 400, size: int = 40) -> ModeCurves:
+    """Losses of one small foreground (``size`` of ``width`` pixels) in binary mode and as two
+    softmax classes, against the foreground IoU of the thresholded prediction.
+
+    The prediction is the foreground run shifted by 0..size pixels, with probability
+    ``confidence``. Binary mode gets the one foreground logit ``z``; the two-class losses get
+    ``[0, z]``, whose softmax is ``[sigmoid(-z), sigmoid(z)]``: the same probabilities.
+    """
+    target = torch.zeros(1, 1, width, dtype=torch.long)
+    target[..., :size] = 1
+    losses = mode_losses()
+    values: dict[str, list[float]] = {name: [] for name in losses}
+    ious = []
+    for shift in range(0, size + 1, 2):
+        overlap = size - shift
+        ious.append(overlap / (size + shift))
+        two_classes = _shifted_prediction(width, size, shift, confidence)
+        for name, (loss_fn, mode) in losses.items():
+            logits = two_classes[:, 1:] if mode == "binary" else two_classes
+            values[name].append(loss_fn(logits, target).item())
+    return ModeCurves(ious, values)
+
+
+def compute_focal_tversky_curves(
+    gammas: tuple[float, ...] = FOCAL_TVERSKY_GAMMAS,
+    confidence: float = 0.9,
+    width: int = 400,
+    size: int = 40,
+) -> ModeCurves:
+    """``TverskyLoss(mode="binary", alpha=0.3, beta=0.7, gamma=g)`` on the shifted predictions
+    of :func:`compute_mode_curves`, against the foreground IoU."""
+    target = torch.zeros(1, 1, width, dtype=torch.long)
+    target[..., :size] = 1
+    losses = {
+        f"gamma={g:g}": TverskyLoss(mode="binary", alpha=0.3, beta=0.7, gamma=g) for g in gammas
+    }
+    values: dict[str, list[float]] = {name: [] for name in losses}
+    ious = []
+    for shift in range(0, size + 1, 2):
+        ious.append((size - shift) / (size + shift))
+        logits = _shifted_mask_logits(width, size, shift, confidence)
+        for name, loss_fn in losses.items():
+            values[name].append(loss_fn(logits, target).item())
+    return ModeCurves(ious, values)
+
+
 # --------------------------------------------------------------------------- drawing
 def draw(output: Path = IMAGES) -> list[Path]:
     import matplotlib
@@ -302,6 +374,41 @@ def draw(output: Path = IMAGES) -> list[Path]:
     axis.legend(loc="lower left")
     fig.tight_layout()
     written.append(output / "tversky_tradeoff.png")
+    fig.savefig(written[-1])
+    plt.close(fig)
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    modes = compute_mode_curves()
+    styles = {
+        "binary": {"linewidth": 2},
+        "background included": {"linestyle": "--"},
+        "include_background=False": {"linestyle": ":", "linewidth": 3},
+    }
+    for name, values in modes.losses.items():
+        style = next((v for k, v in styles.items() if k in name), {})
+        left.plot(modes.iou, values, label=name, **style)
+    left.set(
+        xlabel="foreground IoU of the thresholded prediction",
+        ylabel="loss",
+        title="one small foreground, confidence 0.9",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    left.legend(fontsize=8)
+    focal = compute_focal_tversky_curves()
+    for name, values in focal.losses.items():
+        right.plot(focal.iou, values, label=name, linewidth=2 if name == "gamma=1" else 1)
+    right.set(
+        xlabel="foreground IoU of the thresholded prediction",
+        ylabel="loss",
+        title='focal Tversky: TverskyLoss(mode="binary", alpha=0.3, beta=0.7)',
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    right.legend()
+    fig.suptitle("Segmentation modes: one sigmoid channel against two softmax classes")
+    fig.tight_layout()
+    written.append(output / "segmentation_modes.png")
     fig.savefig(written[-1])
     plt.close(fig)
     return written

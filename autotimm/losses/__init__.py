@@ -66,6 +66,7 @@ from autotimm.losses.segmentation import (
     JaccardLoss,
     LovaszLoss,
     MaskLoss,
+    OhemCrossEntropyLoss,
     TverskyLoss,
 )
 from autotimm.losses.spec import LossSpec
@@ -103,6 +104,7 @@ __all__ = [
     "MSELoss",
     "MaskLoss",
     "NLLLoss",
+    "OhemCrossEntropyLoss",
     "ParameterInfo",
     "Poly1Loss",
     "QualityFocalLoss",

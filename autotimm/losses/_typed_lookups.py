@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         JaccardLoss,
         LovaszLoss,
         MaskLoss,
+        OhemCrossEntropyLoss,
         TverskyLoss,
     )
 
@@ -80,6 +81,8 @@ BuiltinLossName = Literal[
     "mask",
     "mse",
     "nll",
+    "ohem",
+    "ohem_cross_entropy",
     "poly1",
     "quality_focal",
     "smooth_l1",
@@ -152,6 +155,12 @@ class TypedLookups:
         def get_loss(self, name: Literal["mse"], /, **kwargs: Any) -> MSELoss: ...
         @overload
         def get_loss(self, name: Literal["nll"], /, **kwargs: Any) -> NLLLoss: ...
+        @overload
+        def get_loss(self, name: Literal["ohem"], /, **kwargs: Any) -> OhemCrossEntropyLoss: ...
+        @overload
+        def get_loss(
+            self, name: Literal["ohem_cross_entropy"], /, **kwargs: Any
+        ) -> OhemCrossEntropyLoss: ...
         @overload
         def get_loss(self, name: Literal["poly1"], /, **kwargs: Any) -> Poly1Loss: ...
         @overload
@@ -228,6 +237,12 @@ class TypedLookups:
         def get_loss_class(self, name: Literal["mse"], /) -> type[MSELoss]: ...
         @overload
         def get_loss_class(self, name: Literal["nll"], /) -> type[NLLLoss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["ohem"], /) -> type[OhemCrossEntropyLoss]: ...
+        @overload
+        def get_loss_class(
+            self, name: Literal["ohem_cross_entropy"], /
+        ) -> type[OhemCrossEntropyLoss]: ...
         @overload
         def get_loss_class(self, name: Literal["poly1"], /) -> type[Poly1Loss]: ...
         @overload

@@ -18,15 +18,19 @@ from pydantic_core import core_schema
 __all__ = [
     "CLASS_DIMS",
     "INPUT_KINDS",
+    "SEGMENTATION_MODES",
     "TARGET_KINDS",
     "TASKS",
     "ClassDim",
     "InputKind",
     "NonNegative",
+    "NonNegativeInt",
     "NonNegativeTensor",
     "NumClasses",
+    "Positive",
     "Probability",
     "Reduction",
+    "SegmentationMode",
     "TargetKind",
     "Task",
     "TensorParameter",
@@ -66,9 +70,22 @@ For ``[N, C]`` predictions the two agree.
 """
 
 CLASS_DIMS: tuple[ClassDim, ...] = get_args(ClassDim)
+SegmentationMode = Literal["multiclass", "multilabel", "binary"]
+"""How a segmentation loss reads its logits ``[B, C, H, W]`` (as segmentation_models_pytorch's
+``mode``):
+
+- ``multiclass``: a softmax over ``C >= 2`` exclusive classes; class-index targets ``[B, H, W]``.
+- ``multilabel``: a sigmoid per channel, ``C`` independent masks; dense targets ``[B, C, H, W]``.
+- ``binary``: one sigmoid channel ``[B, 1, H, W]`` (the foreground); dense targets
+  ``[B, 1, H, W]`` or ``[B, H, W]``.
+"""
+
+SEGMENTATION_MODES: tuple[SegmentationMode, ...] = get_args(SegmentationMode)
 
 NumClasses = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[float, Field(ge=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 

@@ -490,11 +490,14 @@ def _same_class(entry: LossEntry, new: LossEntry) -> bool:
 
 
 def _defined_at(loss_class: type) -> str:
+    """``path:line`` of the class: the line of its own constructor or, for a class that
+    inherits it (``DiceLoss``), of the first function in its body (no source is read)."""
     module = sys.modules.get(loss_class.__module__)
     path = getattr(module, "__file__", None) or loss_class.__module__
-    code = getattr(constructor_of(loss_class), "__code__", None)
-    line = f":{code.co_firstlineno}" if code is not None and "__init__" in vars(loss_class) else ""
-    return f"{path}{line}"
+    own = [constructor_of(loss_class)] if "__init__" in vars(loss_class) else []
+    own += [v for k, v in vars(loss_class).items() if k != "__init__" and callable(v)]
+    code = next((f.__code__ for f in own if hasattr(f, "__code__")), None)
+    return f"{path}:{code.co_firstlineno}" if code is not None else path
 
 
 def _not_a_name(name: object) -> str:

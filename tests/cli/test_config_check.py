@@ -164,7 +164,8 @@ def test_a_loss_for_another_task_is_a_warning_naming_the_model_tasks_losses(
     (warning,) = result.warnings
     assert warning.place == "model.init_args.loss_fn"
     assert "registered for segmentation, not classification" in warning.message
-    assert "that fit loss_fn: asymmetric, bce, bce_with_logits, cross_entropy, mse, nll, poly1" in warning.message
+    fitting = "that fit loss_fn: asymmetric, bce, bce_with_logits, cross_entropy, mse, nll, poly1"
+    assert fitting in warning.message
 
 
 def test_a_loss_the_model_cannot_feed_is_a_problem_naming_the_losses_that_fit(

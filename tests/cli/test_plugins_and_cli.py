@@ -177,8 +177,15 @@ def test_cli_show_prints_plain_text_wrapped_to_the_terminal(
     reduction = out[out.index("\nreduction") :].splitlines()
     assert reduction[2] == '    "mean" (weighted mean over non-ignored targets), "sum" or "none".'
     monkeypatch.setenv("COLUMNS", "100")  # room for the column: it wraps in place
-    assert main(["losses", "show", "dice"]) == 0
+    assert main(["losses", "show", "combined"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = lines[next(i for i, line in enumerate(lines) if line.startswith("num_classes")) :]
-    assert rows[0].endswith("If given, the logits must have this many")
-    assert rows[1] == " " * rows[0].index("If given") + "classes."
+    assert rows[0].endswith("If given, the logits must have this")
+    assert rows[1] == " " * rows[0].index("If given") + "many classes."
+    monkeypatch.setenv("COLUMNS", "80")  # a type wider than the room left wraps in its column
+    assert main(["losses", "show", "dice"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    mode = next(i for i, line in enumerate(lines) if line.startswith("mode "))
+    column = lines[mode].index("'multiclass' |")
+    assert lines[mode + 1] == " " * column + "'multilabel' |"
+    assert lines[mode + 2] == " " * column + "'binary'"

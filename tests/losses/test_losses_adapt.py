@@ -202,7 +202,8 @@ def test_fitting_losses_are_what_fit_problem_accepts() -> None:
         for entry in get_loss_registry():
             fits = fit_problem(feed, takes_of(None, entry), forward=entry.loss_class.forward)
             assert (entry.name in names) == (fits is None), (feed, entry.name)
-    assert fitting_losses(BOXES, get_loss_registry()) == ["ciou", "diou", "giou", "iou", "l1", "smooth_l1"]
+    boxes = ["ciou", "diou", "giou", "iou", "l1", "smooth_l1"]
+    assert fitting_losses(BOXES, get_loss_registry()) == boxes
 
 
 # --------------------------------------------------------------------------- instance kinds

@@ -56,6 +56,7 @@ _ROB = "test_losses_robustness.py::"
 _PEERS = "test_losses_peers.py::"
 _NEW_CLS = "test_losses_new_classification.py::"
 _NEW_DET = "test_losses_new_detection.py::"
+_MODES = "test_losses_segmentation_modes.py::"
 STATEMENT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
     # (loss, peer) for PEERS; (loss, key) for DIFFERENCES; ("*", key) for GENERAL_DIFFERENCES
     ("cross_entropy", "torch.nn.CrossEntropyLoss"): (
@@ -86,21 +87,41 @@ STATEMENT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("dice", "monai.losses.DiceLoss"): (
         _PEERS + "test_dice_and_tversky_reproduce_monai_published_cases",
         _SEG + "test_monai_cross_check",
+        _MODES + "test_region_losses_reproduce_monai_published_sigmoid_cases",
+        _MODES + "test_dice_reproduces_monai_published_case_without_background",
+        _MODES + "test_region_losses_equal_textbook_in_every_mode",
     ),
     ("tversky", "monai.losses.TverskyLoss"): (
         _PEERS + "test_dice_and_tversky_reproduce_monai_published_cases",
         _SEG + "test_monai_cross_check",
+        _MODES + "test_region_losses_reproduce_monai_published_sigmoid_cases",
+        _MODES + "test_region_losses_equal_textbook_in_every_mode",
     ),
-    ("jaccard", "monai.losses.DiceLoss"): (_PEERS + "test_jaccard_equals_monai_jaccard_dice",),
+    ("tversky", "segmentation_models_pytorch.losses.TverskyLoss"): (
+        _MODES + "test_focal_tversky_equals_smp_on_one_image_and_differs_on_a_batch",
+    ),
+    ("jaccard", "monai.losses.DiceLoss"): (
+        _PEERS + "test_jaccard_equals_monai_jaccard_dice",
+        _MODES + "test_region_losses_reproduce_monai_published_sigmoid_cases",
+        _MODES + "test_region_losses_equal_textbook_in_every_mode",
+    ),
     ("jaccard", "segmentation_models_pytorch.losses.JaccardLoss"): (
         _PEERS + "test_jaccard_reproduces_smp_published_case",
         _PEERS + "test_jaccard_is_per_sample_where_smp_pools_the_batch",
+        _MODES + "test_jaccard_reproduces_smp_published_multilabel_cases",
     ),
     ("lovasz", "segmentation_models_pytorch.losses.LovaszLoss"): (
         _SEG + "test_segmentation_models_pytorch_cross_check",
+        _MODES + "test_lovasz_hinge_equals_textbook",
     ),
     ("focal_pixelwise", "torch.nn.functional.cross_entropy"): (
         _SEG + "test_focal_pixelwise_gamma_zero_is_cross_entropy",
+    ),
+    ("focal_pixelwise", "segmentation_models_pytorch.losses.FocalLoss"): (
+        _MODES + "test_focal_pixelwise_on_masks_equals_textbook",
+    ),
+    ("ohem_cross_entropy", "mmseg.structures.sampler.OHEMPixelSampler"): (
+        _MODES + "test_ohem_equals_mmseg_sampler_then_mean_over_kept",
     ),
     ("mask", "torch.nn.BCEWithLogitsLoss"): (_SEG + "test_mask_is_bce_with_logits",),
     ("bce_with_logits", "float32-tails"): (
@@ -149,6 +170,25 @@ STATEMENT_TESTS: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("distribution_focal", "last-bin"): (
         _NEW_DET + "test_distribution_focal_takes_a_target_at_the_last_bin",
+    ),
+    ("dice", "class-weights-length"): (
+        _MODES + "test_without_background_is_dropping_channel_zero_from_the_mean",
+    ),
+    ("dice", "binary-background"): (
+        _MODES + "test_bad_inputs_name_the_loss_and_what_was_expected",
+    ),
+    ("tversky", "focal-per-sample"): (
+        _MODES + "test_focal_tversky_equals_smp_on_one_image_and_differs_on_a_batch",
+        _MODES + "test_tversky_gamma_raises_each_sample_and_class_loss",
+    ),
+    ("lovasz", "multilabel-per-channel"): (
+        _MODES + "test_lovasz_multilabel_is_the_mean_of_binary_per_channel",
+    ),
+    ("ohem_cross_entropy", "mean-over-kept"): (
+        _MODES + "test_ohem_equals_mmseg_sampler_then_mean_over_kept",
+    ),
+    ("ohem_cross_entropy", "at-least-min-kept"): (
+        _MODES + "test_ohem_differs_from_mmseg_only_where_the_catalogue_says",
     ),
     ("*", "float32-output"): (_ROB + "test_float16_inputs", _ROB + "test_autocast_bfloat16"),
     ("*", "nothing-to-learn"): (_ROB + "test_nothing_to_learn_gives_zero_with_a_finite_gradient",),

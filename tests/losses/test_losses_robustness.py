@@ -135,7 +135,7 @@ def test_every_builtin_is_covered() -> None:
     expected = {
         "bce", "bce_with_logits", "centerness", "ciou", "combined_segmentation",
         "cross_entropy", "diou", "fcos", "focal", "focal_pixelwise", "giou", "jaccard",
-        "lovasz", "mask", "mse", "nll", "tversky", "dice",
+        "lovasz", "mask", "mse", "nll", "tversky", "dice", "ohem_cross_entropy",
         # issue 12: classification and detection
         "asymmetric", "softmax_focal", "poly1", "l1", "smooth_l1", "iou", "quality_focal",
         "varifocal", "distribution_focal",
@@ -173,7 +173,10 @@ def test_nothing_to_learn_gives_zero_with_a_finite_gradient(name: str) -> None:
         assert torch.isfinite(grad).all() and (grad == 0).all(), (name, reduction)
 
 
-SEGMENTATION = ["combined_segmentation", "dice", "focal_pixelwise", "jaccard", "lovasz", "tversky"]
+SEGMENTATION = [
+    "combined_segmentation", "dice", "focal_pixelwise", "jaccard", "lovasz", "ohem_cross_entropy",
+    "tversky",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", SEGMENTATION)

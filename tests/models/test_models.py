@@ -406,8 +406,10 @@ def test_class_weights_reach_losses_that_take_them_and_warn_otherwise() -> None:
     model = _tiny(SemanticSegmentor, num_classes=3, class_weights=weights)
     assert model.loss.module.class_weights.tolist() == weights.tolist()
     assert model.hparams["class_weights"] == [1.0, 2.0, 3.0]
-    with pytest.warns(UserWarning, match="class_weights were given but loss 'dice' has no"):
-        _tiny(SemanticSegmentor, num_classes=3, loss_fn="dice", class_weights=weights)
+    dice = _tiny(SemanticSegmentor, num_classes=3, loss_fn="dice", class_weights=weights)
+    assert dice.loss.module.class_weights.tolist() == weights.tolist()  # issue 12: dice takes them
+    with pytest.warns(UserWarning, match="class_weights were given but loss 'lovasz' has no"):
+        _tiny(SemanticSegmentor, num_classes=3, loss_fn="lovasz", class_weights=weights)
     with pytest.raises(ValueError, match="class_weights must have one weight per class"):
         _tiny(SemanticSegmentor, num_classes=3, class_weights=[1.0, 2.0])
 

@@ -96,7 +96,7 @@ def test_the_decorator_takes_the_metadata_and_describe_shows_it(registry: LossRe
         ("focal", None, False, True, -1),
         ("focal_pixelwise", "alpha", False, False, 1),
         ("combined_segmentation", "class_weights", False, False, 1),
-        ("dice", None, False, False, 1),
+        ("dice", "class_weights", False, False, 1),
         ("mask", None, False, True, 1),
     ],
 )

@@ -32,11 +32,13 @@ from autotimm.losses.functional.classification import (
     poly1_cross_entropy,
 )
 from autotimm.losses.functional.focal import (
+    focal_pixelwise_loss,
     sigmoid_focal_loss,
     sigmoid_focal_loss_with_indices,
     softmax_focal_loss,
 )
-from autotimm.losses.functional.lovasz import lovasz_softmax_loss
+from autotimm.losses.functional.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+from autotimm.losses.functional.ohem import ohem_cross_entropy
 from autotimm.losses.functional.quality import (
     distribution_focal_loss,
     quality_focal_loss,
@@ -62,12 +64,15 @@ __all__ = [
     "cross_entropy",
     "dice_loss",
     "distribution_focal_loss",
+    "focal_pixelwise_loss",
     "inner_reduction",
     "iou_loss",
     "l1_loss",
+    "lovasz_hinge_loss",
     "lovasz_softmax_loss",
     "mse_loss",
     "nll_loss",
+    "ohem_cross_entropy",
     "poly1_cross_entropy",
     "quality_focal_loss",
     "reduce_loss",

@@ -178,7 +178,7 @@ class _ChunkedLoss(torch.autograd.Function):
             # steps over the elements, or over rows [first dimension, rest] when a weight
             # broadcasts (e.g. one per class), so that it need not be expanded in memory
             rows = x.shape[0] if x.ndim else 1
-            xs = x.reshape(-1) if weight is None else x.reshape(rows, -1)
+            xs = x.reshape(-1) if weight is None else x.reshape(rows, x.numel() // max(rows, 1))
             ts = t.reshape(xs.shape)
             ws = None if weight is None else weight.expand_as(x).reshape(xs.shape)
             out = None if summed else torch.empty_like(xs)

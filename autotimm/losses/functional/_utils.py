@@ -14,6 +14,7 @@ __all__ = [
     "TINY",
     "as_float_tensor",
     "compiling",
+    "flatten_masks",
     "flatten_segmentation",
     "inner_reduction",
     "nonzero",
@@ -150,6 +151,17 @@ def weighted_reduce(loss: Tensor, weight: Tensor | None, reduction: Reduction) -
     return total / nonzero(weight.to(loss.dtype).expand_as(loss).sum())
 
 
+def _may_hold(values: Tensor, ignore_index: int, label_range: tuple[int, int] | None) -> bool:
+    """Whether some value can equal ``ignore_index``: one cheap pass (``aminmax``), decided only
+    outside ``torch.compile`` (while tracing the answer is always yes)."""
+    if compiling():
+        return True
+    if values.numel() == 0 or values.dtype == torch.bool:
+        return False
+    low, high = label_range or tuple(v.item() for v in torch.aminmax(values))
+    return bool(low <= ignore_index <= high)
+
+
 def flatten_segmentation(
     logits: Tensor, target: Tensor, ignore_index: int, label_range: tuple[int, int] | None
 ) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -165,12 +177,32 @@ def flatten_segmentation(
     pixels = math.prod(x.shape[2:])
     x = x.reshape(batch, classes, pixels)
     t = target.reshape(batch, pixels).long()
-    if not compiling():  # one cheap pass decides whether any pixel can be ignored
-        if t.numel() == 0:
-            return x, t, None
-        low, high = label_range or tuple(int(v) for v in torch.aminmax(t))
-        if not low <= ignore_index <= high:
-            return x, t, None
+    if not _may_hold(t, ignore_index, label_range):
+        return x, t, None
     valid = t != ignore_index
     t = torch.where(valid, t, torch.zeros_like(t))
     return x, t, valid.to(x.dtype)
+
+
+def flatten_masks(
+    logits: Tensor, target: Tensor, ignore_index: int
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Sigmoid segmentation: ``logits [B, C, *]`` -> ``[B, C, N]`` float, dense masks of the
+    logits' shape (or ``[B, *]`` when ``C = 1``) -> ``[B, C, N]`` floats with ignored elements
+    set to 0, and the float validity mask ``[B, C, N]`` (``None`` when nothing is ignored).
+
+    Example:
+        >>> masks = torch.tensor([[[1, 255], [0, 1]]])  # [B, H, W] for logits [B, 1, H, W]
+        >>> x, g, valid = flatten_masks(torch.zeros(1, 1, 2, 2), masks, ignore_index=255)
+        >>> g.tolist(), valid.tolist()
+        ([[[1.0, 0.0, 0.0, 1.0]]], [[[1.0, 0.0, 1.0, 1.0]]])
+    """
+    x = to_float32(logits)
+    batch, classes = x.shape[0], x.shape[1]
+    x = x.reshape(batch, classes, math.prod(x.shape[2:]))
+    g = target.reshape(x.shape)
+    if not _may_hold(g, ignore_index, None):
+        return x, g.to(x.dtype), None
+    valid = g != ignore_index
+    g = torch.where(valid, g, torch.zeros_like(g))
+    return x, g.to(x.dtype), valid.to(x.dtype)

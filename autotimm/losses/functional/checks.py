@@ -1,4 +1,4 @@
-"""Input checks, one per target kind: class indices, dense targets, boxes.
+"""Input checks, one per target kind: class indices, dense targets, segmentation masks, boxes.
 
 Each raises a ``ValueError`` that names the loss, the bad value and the shapes involved, so a
 wrong label or shape never surfaces as an index error from inside torch. Checks that read
@@ -21,6 +21,7 @@ __all__ = [
     "check_broadcastable",
     "check_class_indices",
     "check_dense",
+    "check_mask_targets",
     "check_softmax_channels",
     "check_unit_interval",
 ]
@@ -32,6 +33,14 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 def _shapes(pred: Tensor, target: Tensor | None) -> str:
     text = f"(prediction shape {tuple(pred.shape)}"
     return text + (")" if target is None else f", target shape {tuple(target.shape)})")
+
+
+def _check_ignore_index(ignore_index: int | None, name: str) -> None:
+    if ignore_index is not None and not _INT64_MIN <= ignore_index <= _INT64_MAX:
+        raise ValueError(
+            f"{name}: ignore_index={ignore_index} is outside the range of integer targets, "
+            f"[{_INT64_MIN}, {_INT64_MAX}] (int64)"
+        )
 
 
 def _class_count(
@@ -95,11 +104,7 @@ def check_class_indices(
     """
     if compiling():
         return None
-    if ignore_index is not None and not _INT64_MIN <= ignore_index <= _INT64_MAX:
-        raise ValueError(
-            f"{name}: ignore_index={ignore_index} is outside the range of integer targets, "
-            f"[{_INT64_MIN}, {_INT64_MAX}] (int64)"
-        )
+    _check_ignore_index(ignore_index, name)
     shapes = _shapes(pred, target)
     classes = _class_count(pred, class_dim, num_classes, class_weights, name, shapes)
     assert classes is not None
@@ -133,25 +138,105 @@ def check_class_indices(
     return low, high
 
 
-def check_softmax_channels(logits: Tensor, *, name: str, class_dim: int = 1) -> None:
+def check_softmax_channels(
+    logits: Tensor, *, name: str, class_dim: int = 1, has_binary_mode: bool = True
+) -> None:
     """Refuse a softmax over a single channel: it is 1 everywhere, so a loss on it is constant.
 
     Dice, Jaccard, Tversky and Lovász on ``[B, 1, H, W]`` logits would return the same number
-    for every prediction, with a zero gradient: a model would train on nothing.
+    for every prediction, with a zero gradient: a model would train on nothing. The message
+    points at ``mode="binary"`` (``has_binary_mode``: this loss has one) and at two classes.
 
     Example:
         >>> check_softmax_channels(torch.zeros(2, 1, 4, 4), name="dice")
         Traceback (most recent call last):
         ...
-        ValueError: dice: the logits have 1 channel (shape (2, 1, 4, 4)), ... num_classes=2 ...
+        ValueError: dice: the logits have 1 channel (shape (2, 1, 4, 4)), ... mode="binary" ...
     """
     if logits.ndim > class_dim and logits.shape[class_dim] == 1:
+        binary = (
+            'mode="binary" (a sigmoid on the one channel, masks of 0 and 1), or '
+            if has_binary_mode
+            else ""
+        )
+        other = (
+            "a binary/sigmoid loss such as bce_with_logits"
+            if has_binary_mode
+            else 'a loss with mode="binary" (dice, jaccard, tversky, lovasz, focal_pixelwise) '
+            "or a binary/sigmoid loss such as bce_with_logits"
+        )
         raise ValueError(
             f"{name}: the logits have 1 channel (shape {tuple(logits.shape)}), and a softmax "
             "over one channel is 1 everywhere, so this loss would be constant with a zero "
-            "gradient. For binary segmentation use num_classes=2 (background and foreground), "
-            "or a binary/sigmoid loss such as bce_with_logits."
+            f"gradient. For binary segmentation use {binary}num_classes=2 (background and "
+            f"foreground channels under a softmax), or {other}."
         )
+
+
+def check_mask_targets(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    name: str,
+    binary: bool,
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
+    class_weights: Tensor | None = None,
+    zero_or_one: bool = False,
+) -> None:
+    """Check dense masks for a sigmoid segmentation loss on ``logits [B, C, *]``.
+
+    The target has the logits' shape (``binary``: ``C`` must be 1, and ``[B, *]`` is accepted
+    too); its values lie in [0, 1] (``zero_or_one``: are exactly 0 or 1) or equal
+    ``ignore_index``. ``C`` must equal ``num_classes`` and the length of ``class_weights``.
+
+    Example:
+        >>> check_mask_targets(torch.zeros(2, 3, 4), torch.zeros(2, 4), name="dice", binary=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: dice: mode="binary" takes logits with one channel [B, 1, ...], got 3 \
+channels (prediction shape (2, 3, 4), target shape (2, 4)); for 3 independent masks use \
+mode="multilabel", for 3 exclusive classes mode="multiclass"
+    """
+    if compiling():
+        return
+    _check_ignore_index(ignore_index, name)
+    shapes = _shapes(logits, target)
+    if logits.ndim < 2:
+        raise ValueError(f"{name}: expected logits [B, C, ...] {shapes}")
+    channels = logits.shape[1]
+    if binary and channels != 1:
+        raise ValueError(
+            f'{name}: mode="binary" takes logits with one channel [B, 1, ...], got {channels} '
+            f'channels {shapes}; for {channels} independent masks use mode="multilabel", '
+            f'for {channels} exclusive classes mode="multiclass"'
+        )
+    _class_count(logits, 1, num_classes, class_weights, name, shapes)
+    expected = [tuple(logits.shape)]
+    if binary:
+        expected.append((logits.shape[0], *logits.shape[2:]))
+    if tuple(target.shape) not in expected:
+        allowed = " or ".join(str(e) for e in expected)
+        raise ValueError(f"{name}: expected mask targets of shape {allowed} {shapes}")
+    if target.is_complex():
+        raise ValueError(f"{name}: mask targets must be real, got {target.dtype} {shapes}")
+    if target.numel() == 0 or target.dtype == torch.bool:
+        return
+    t = target.detach()
+    low, high = (float(v.item()) for v in torch.aminmax(t))  # NaN if any value is NaN
+    if low >= 0 and high <= 1 and not (zero_or_one and t.is_floating_point()):
+        return
+    fits = (t == 0) | (t == 1) if zero_or_one else (t >= 0) & (t <= 1)
+    if ignore_index is not None:
+        fits |= t == ignore_index
+    if bool(fits.all()):
+        return
+    bad = t[~fits][0].item()
+    allowed = "0 or 1" if zero_or_one else "in [0, 1]"
+    raise ValueError(
+        f"{name}: mask target value {bad} is neither {allowed} nor ignore_index={ignore_index} "
+        f"{shapes}"
+    )
 
 
 def check_dense(

@@ -1,4 +1,5 @@
-"""Focal losses: sigmoid focal (RetinaNet) on dense or index targets, softmax focal per pixel."""
+"""Focal losses: sigmoid focal (RetinaNet) on dense or index targets, softmax focal per pixel,
+and the per-pixel focal loss of every segmentation mode."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from autotimm.losses._types import Reduction
+from autotimm.losses._types import Reduction, SegmentationMode
 from autotimm.losses.functional._chunked import (
     Scratch,
     Terms,
@@ -19,12 +20,18 @@ from autotimm.losses.functional._chunked import (
 from autotimm.losses.functional._utils import (
     TINY,
     compiling,
+    flatten_masks,
     inner_reduction,
     reduce_loss,
     to_float32,
 )
 
-__all__ = ["sigmoid_focal_loss", "sigmoid_focal_loss_with_indices", "softmax_focal_loss"]
+__all__ = [
+    "focal_pixelwise_loss",
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_with_indices",
+    "softmax_focal_loss",
+]
 # Precision. With s = sigmoid(x) and t the target, the loss is a_t q^gamma ce with
 #   q  = 1 - p_t = (1 - t) s + t sigmoid(-x)
 #   ce = -log p_t = (1 - t) softplus(x) + t softplus(-x).
@@ -244,3 +251,49 @@ def softmax_focal_loss(
     if reduction == "sum":
         return total
     return total / valid.sum().clamp_min(1).to(total.dtype)
+
+
+def focal_pixelwise_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    mode: SegmentationMode = "multiclass",
+    gamma: float = 2.0,
+    alpha: float | Tensor | None = None,
+    ignore_index: int = 255,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Focal loss per pixel ``-w (1 - p_t)^gamma log p_t`` for any segmentation ``mode``.
+
+    ``"multiclass"``: :func:`softmax_focal_loss` on class-index targets. ``"binary"`` /
+    ``"multilabel"``: :func:`sigmoid_focal_loss` per element of the dense masks (``alpha=None``
+    there: no positive/negative balance), elements equal to ``ignore_index`` left out. In every
+    mode ``alpha`` is ``None``, a float that scales the loss or a ``[C]`` tensor of class
+    weights, and ``"mean"`` averages over the non-ignored elements; ``"none"`` has the target's
+    shape for class indices, the logits' shape for masks (0 where ignored).
+
+    Example:
+        >>> logits = torch.zeros(1, 1, 2)  # binary: p_t = 1/2 at both pixels
+        >>> focal_pixelwise_loss(logits, torch.tensor([[1, 0]]), mode="binary")  # (1/2)^2 log 2
+        tensor(0.1733)
+    """
+    if mode == "multiclass":
+        return softmax_focal_loss(
+            logits, target, gamma=gamma, alpha=alpha, ignore_index=ignore_index, reduction=reduction
+        )
+    x, g, valid = flatten_masks(logits, target, ignore_index)
+    weight = valid
+    if isinstance(alpha, Tensor):
+        class_weight = alpha.to(x.dtype).view(1, -1, 1)
+        weight = class_weight if valid is None else valid * class_weight
+    inner = inner_reduction(reduction)
+    loss = sigmoid_focal_loss(x, g, alpha=None, gamma=gamma, reduction=inner, weight=weight)
+    if alpha is not None and not isinstance(alpha, Tensor):
+        loss = loss * alpha
+    if inner == "none":
+        return loss.reshape(logits.shape)
+    if reduction == "sum":
+        return loss
+    if valid is None:
+        return loss / max(g.numel(), 1)
+    return loss / valid.sum().clamp_min(1)
