@@ -300,7 +300,7 @@ def fitting_losses(feed: LossFeed, entries: Iterable[LossEntry]) -> list[str]:
         >>> from autotimm.losses import get_loss_registry
         >>> fitting_losses(LossFeed(task="detection", target="boxes", prediction=("N", "4")),
         ...                get_loss_registry())
-        ['ciou', 'diou', 'giou']
+        ['ciou', 'diou', 'giou', 'iou', 'l1', 'smooth_l1']
     """
     return sorted(
         entry.name
