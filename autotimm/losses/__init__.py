@@ -60,6 +60,7 @@ from autotimm.losses.segmentation import (
     TverskyLoss,
 )
 from autotimm.losses.spec import LossSpec
+from autotimm.losses.weighted_sum import LossTerm, WeightedSumLoss
 
 __all__ = [
     "ArgumentProblem",
@@ -86,6 +87,7 @@ __all__ = [
     "LossRegistry",
     "LossSpec",
     "LossTaskWarning",
+    "LossTerm",
     "LovaszLoss",
     "MSELoss",
     "MaskLoss",
@@ -96,6 +98,7 @@ __all__ = [
     "Task",
     "TverskyLoss",
     "UnknownLossError",
+    "WeightedSumLoss",
     "describe",
     "get_entry",
     "get_loss",

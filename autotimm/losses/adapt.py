@@ -296,6 +296,9 @@ def _kind_problem(feed: LossFeed, takes: LossTakes, num_classes: int | None) -> 
 def fitting_losses(feed: LossFeed, entries: Iterable[LossEntry]) -> list[str]:
     """The names of the ``entries`` whose metadata fits ``feed`` (built with their defaults).
 
+    A loss built for its caller (``weighted_sum``: :attr:`LossEntry.builds_for_caller`) fits
+    whatever its parts fit, so it is not listed.
+
     Example:
         >>> from autotimm.losses import get_loss_registry
         >>> fitting_losses(LossFeed(task="detection", target="boxes", prediction=("N", "4")),
@@ -305,7 +308,8 @@ def fitting_losses(feed: LossFeed, entries: Iterable[LossEntry]) -> list[str]:
     return sorted(
         entry.name
         for entry in entries
-        if fit_problem(feed, takes_of(None, entry), forward=entry.loss_class.forward) is None
+        if not entry.builds_for_caller
+        and fit_problem(feed, takes_of(None, entry), forward=entry.loss_class.forward) is None
     )
 
 
