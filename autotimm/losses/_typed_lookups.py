@@ -76,7 +76,6 @@ class TypedLookups:
     """``get_loss`` and ``get_loss_class`` as type checkers see them (types only)."""
 
     if TYPE_CHECKING:
-
         @overload
         def get_loss(self, name: Literal["bce"], /, **kwargs: Any) -> BCELoss: ...
         @overload

@@ -140,7 +140,9 @@ class CrossEntropyLoss(_WeightedClassLoss):
         )
 
 
-@register_loss("nll", task="classification", expects="log_probabilities", class_weights="weight")
+@register_loss(
+    "nll", task="classification", expects="log_probabilities", class_weights="weight"
+)
 class NLLLoss(_WeightedClassLoss):
     """Negative log-likelihood on log-probabilities, exactly as :class:`torch.nn.NLLLoss`.
 

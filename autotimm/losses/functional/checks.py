@@ -230,7 +230,9 @@ def check_boxes(pred: Tensor, target: Tensor, *, name: str, weight: Tensor | Non
         )
 
 
-def check_broadcastable(value: Tensor | None, pred: Tensor, *, name: str, argument: str) -> None:
+def check_broadcastable(
+    value: Tensor | None, pred: Tensor, *, name: str, argument: str
+) -> None:
     """Check that a weight such as ``pos_weight`` broadcasts to the prediction's shape.
 
     Example:
