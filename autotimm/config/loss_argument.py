@@ -14,8 +14,8 @@ params are valid for the model is checked for the whole config at once by
 Everything that knows the shape of a loss value lives in this module: :func:`normalize` (parse),
 :func:`loss_items` (what the checker resolves, with the place of each) and :func:`json_schema`
 (what editors complete). The shape of one term of a list is the loss package's own
-(:func:`~autotimm.losses.weighted_sum.read_term`,
-:func:`~autotimm.losses.weighted_sum.term_json_schema`).
+(:func:`~autotimm.losses.terms.read_term`,
+:func:`~autotimm.losses.terms.term_json_schema`).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def _normalize_spec(value: Mapping[str, Any]) -> dict[str, Any]:
 
 def _normalize_terms(value: list[Any] | tuple[Any, ...]) -> list[str | dict[str, Any]]:
     """A list of terms, each checked for its shape (keys, name, params, weight, label)."""
-    from autotimm.losses.weighted_sum import read_term
+    from autotimm.losses.terms import read_term
 
     if not value:
         raise ValueError("a list of losses needs at least one term")
@@ -214,7 +214,7 @@ def json_schema(
         >>> sorted(schema["anyOf"][2]["items"]["anyOf"][1]["properties"])
         ['class_path', 'label', 'name', 'params', 'weight']
     """
-    from autotimm.losses.weighted_sum import term_json_schema
+    from autotimm.losses.terms import term_json_schema
 
     name = {"type": "string", "enum": list(loss_names), "description": "registry name"}
     params_by_name = [

@@ -60,7 +60,8 @@ from autotimm.losses.segmentation import (
     TverskyLoss,
 )
 from autotimm.losses.spec import LossSpec
-from autotimm.losses.weighted_sum import LossTerm, WeightedSumLoss
+from autotimm.losses.terms import LossTerm
+from autotimm.losses.weighted_sum import WeightedSumLoss
 
 __all__ = [
     "ArgumentProblem",

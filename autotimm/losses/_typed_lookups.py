@@ -44,6 +44,9 @@ if TYPE_CHECKING:
         MaskLoss,
         TverskyLoss,
     )
+    from autotimm.losses.weighted_sum import (
+        WeightedSumLoss,
+    )
 
 __all__ = ["BuiltinLossName", "TypedLookups"]
 
@@ -68,6 +71,7 @@ BuiltinLossName = Literal[
     "mse",
     "nll",
     "tversky",
+    "weighted_sum",
 ]
 """Every built-in loss name and alias."""
 
@@ -127,6 +131,8 @@ class TypedLookups:
         @overload
         def get_loss(self, name: Literal["tversky"], /, **kwargs: Any) -> TverskyLoss: ...
         @overload
+        def get_loss(self, name: Literal["weighted_sum"], /, **kwargs: Any) -> WeightedSumLoss: ...
+        @overload
         def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...
         def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...
 
@@ -178,6 +184,8 @@ class TypedLookups:
         def get_loss_class(self, name: Literal["nll"], /) -> type[NLLLoss]: ...
         @overload
         def get_loss_class(self, name: Literal["tversky"], /) -> type[TverskyLoss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["weighted_sum"], /) -> type[WeightedSumLoss]: ...
         @overload
         def get_loss_class(self, name: str, /) -> type[nn.Module]: ...
         def get_loss_class(self, name: str, /) -> type[nn.Module]: ...

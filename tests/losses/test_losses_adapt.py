@@ -200,6 +200,9 @@ def test_fitting_losses_are_what_fit_problem_accepts() -> None:
     for feed in (LABELS, MULTI_HOT, PIXELS, MASKS, BOXES):
         names = fitting_losses(feed, get_loss_registry())
         for entry in get_loss_registry():
+            if entry.builds_for_caller:  # weighted_sum fits what its terms fit: not listed
+                assert entry.name not in names
+                continue
             fits = fit_problem(feed, takes_of(None, entry), forward=entry.loss_class.forward)
             assert (entry.name in names) == (fits is None), (feed, entry.name)
     assert fitting_losses(BOXES, get_loss_registry()) == ["ciou", "diou", "giou"]
