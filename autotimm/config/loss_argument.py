@@ -85,7 +85,8 @@ def normalize(value: Any) -> LossValue:
     if isinstance(value, (list, tuple)):
         return _normalize_terms(value)
     raise ValueError(
-        f"expected a loss name or a spec {{name: ..., params: {{...}}}}, got {value!r} "
+        f"expected a loss name or a spec {{name: ..., params: {{...}}}} (or a list of them, "
+        f"the terms of a weighted sum), got {value!r} "
         f"({type(value).__name__})"
     )
 

@@ -199,9 +199,10 @@ class WeightedSumLoss(nn.Module):
                 continue
             term = value if weight == 1.0 else value * weight
             total = term if total is None else total + term
-        if total is None:  # every weight is 0: a zero that keeps the graph
-            first = values[0]
-            return torch.where(torch.isfinite(first), first, 0.0) * 0.0
+        if total is None:  # every weight is 0: a zero with a zero gradient, whatever the terms
+            prediction = inputs[0]
+            kept = torch.where(torch.isfinite(prediction), prediction, 0.0)
+            return (kept.sum() * 0.0).to(values[0].dtype)
         return total
 
     def _check_shapes(self, values: Sequence[Tensor]) -> None:

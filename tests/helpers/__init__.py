@@ -16,7 +16,10 @@ SPEC_PAGE = ROOT.parent / "shared" / "spec" / "loss-registry-api.md"
 tests that read it skip with a reason when it is absent."""
 
 REQUIRED_EXAMPLES: dict[str, Any] = {
-    "terms": [{"name": "cross_entropy"}, {"name": "dice", "weight": 2.0, "params": {"smooth": 0.5}}],
+    "terms": [
+        {"name": "cross_entropy"},
+        {"name": "dice", "weight": 2.0, "params": {"smooth": 0.5}},
+    ],
 }
 """A valid value for each required parameter of a built-in loss (by parameter name), for tests
 that build every built-in: ``weighted_sum`` requires its ``terms``."""
