@@ -168,7 +168,7 @@ def test_the_models_context_reaches_each_term_exactly_as_it_reaches_that_loss_al
     assert LossSpec.of(module) == alone.loss.spec
     batch = _masks()
     batch["mask"][batch["mask"] == 255] = 7
-    images, masks = listed.unpack_batch(batch)
+    _, masks = listed.unpack_batch(batch)
     logits = torch.randn(2, 3, 32, 32)
     listed.loss(logits, masks)
     torch.testing.assert_close(
