@@ -305,7 +305,7 @@ def _mixup(
 ) -> Any:
     from timm.data import Mixup
 
-    return Mixup(
+    mixup = Mixup(
         mixup_alpha=float(mixup_alpha),
         cutmix_alpha=float(cutmix_alpha),
         prob=float(mix_prob),
@@ -313,6 +313,9 @@ def _mixup(
         num_classes=num_classes,
         multi_label=multi_label or num_classes == 1,
     )
+    # label smoothing alone: timm's switch for "smooth the targets, mix nothing"
+    mixup.mixup_enabled = mixup_alpha > 0 or cutmix_alpha > 0
+    return mixup
 
 
 def _mix(mixup: Any, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
