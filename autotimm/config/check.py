@@ -285,7 +285,9 @@ def _check_losses(
             )
             kwargs = None
         for suffix, item in loss_argument.loss_items(normalized):
-            _check_loss(model_class, slot, item, place + suffix, given, kwargs, result)
+            # a term is resolved as the model resolves it: named loss_fn[i] in its messages
+            term_slot = dataclasses.replace(slot, argument=slot.argument + suffix)
+            _check_loss(model_class, term_slot, item, place + suffix, given, kwargs, result)
 
 
 def _check_loss(
