@@ -209,6 +209,7 @@ class ImageClassifier(TaskModel):
             num_classes=classes,
             soft_targets=bool(mixed),
             note=note,
+            multi_label=multi_label,
         )
         return {
             "loss_fn": LossSlot(

@@ -262,3 +262,27 @@ def test_feeds_are_checked_when_described() -> None:
     kwargs: dict[str, Any] = {"target": "dense", "prediction": ("N",)}
     with pytest.raises(ValueError, match="task must be one of"):
         LossFeed(task="ranking", **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- soft targets
+def test_mixed_labels_fit_soft_losses_and_mixed_multi_hot_vectors_only_dense_ones() -> None:
+    """Issue 12, section 3: mixed-up labels are soft targets. Class probabilities fit a
+    class-index loss that takes soft targets (cross entropy); mixed multi-hot vectors (several
+    classes per sample) fit only dense losses that take soft targets."""
+    mixed = LossFeed(
+        task="classification", target="dense", prediction=("N", "C"), soft_targets=True
+    )
+    mixed_multi_hot = LossFeed(
+        task="classification",
+        target="dense",
+        prediction=("N", "C"),
+        soft_targets=True,
+        multi_label=True,
+    )
+    ce, nll, bce = (takes_of(None, get_entry(name)) for name in ("cross_entropy", "nll", "bce"))
+    assert fit_problem(mixed, ce) is None and fit_problem(mixed_multi_hot, bce) is None
+    assert "class probabilities, which it does not take" in str(fit_problem(mixed, nll))
+    assert "mixed multi-hot vectors" in str(fit_problem(mixed_multi_hot, ce))
+    assert "cross_entropy" in fitting_losses(mixed, get_loss_registry())
+    assert "cross_entropy" not in fitting_losses(mixed_multi_hot, get_loss_registry())
+    assert "nll" not in fitting_losses(mixed, get_loss_registry())

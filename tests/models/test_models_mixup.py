@@ -174,6 +174,9 @@ def test_multi_label_mixup_mixes_multi_hot_targets() -> None:
     torch.testing.assert_close(mixed.probabilities, expected, rtol=1e-4, atol=1e-5)
     loss, _ = model.compute_loss(torch.zeros(4, 4), mixed)
     torch.testing.assert_close(loss, torch.tensor(math.log(2.0)))
+    # mixed multi-hot vectors are not class probabilities: a softmax loss does not fit them
+    with pytest.raises(LossMismatchError, match="mixed multi-hot vectors"):
+        _model(num_classes=4, multi_label=True, mixup_alpha=0.5, loss_fn="cross_entropy")
 
 
 def test_a_one_output_classifier_mixes_the_probability_of_class_1() -> None:
