@@ -156,6 +156,7 @@ class WeightedSumLoss(nn.Module):
         self._feed: LossFeed | None = feed
         self._weights = tuple(term.weight for term in terms)
         self._last_components: dict[str, Tensor] = {}
+        self._component_buffer: Tensor | None = None
 
     @property
     def reduction(self) -> Reduction | None:
@@ -172,7 +173,11 @@ class WeightedSumLoss(nn.Module):
 
     @property
     def last_components(self) -> dict[str, Tensor]:
-        """Each term's detached value after the last call, by its key (before weighting)."""
+        """Each term's detached value after the last call, by its key (before weighting).
+
+        Scalar values are views of one buffer that the next call overwrites (so logging them
+        allocates nothing per step): log or copy them before calling the loss again.
+        """
         return self._last_components
 
     def forward(self, *inputs: Tensor) -> Tensor:
@@ -188,9 +193,7 @@ class WeightedSumLoss(nn.Module):
                 values.append(module(*adapted[takes]))
             else:
                 values.append(module(*inputs))
-        self._last_components = {
-            key: value.detach() for key, value in zip(self.component_keys, values)
-        }
+        self._record(values)
         if not torch.compiler.is_compiling():
             self._check_shapes(values)
         total: Tensor | None = None
@@ -204,6 +207,26 @@ class WeightedSumLoss(nn.Module):
             kept = torch.where(torch.isfinite(prediction), prediction, 0.0)
             return (kept.sum() * 0.0).to(values[0].dtype)
         return total
+
+    def _record(self, values: Sequence[Tensor]) -> None:
+        """Keep the terms' values for logging; scalars are copied into one reused buffer, so
+        that the values themselves are freed as a sum by hand would free them."""
+        first = values[0]
+        if (
+            torch.compiler.is_compiling()
+            or any(value.ndim or value.dtype != first.dtype for value in values)
+            or any(value.device != first.device for value in values)
+        ):
+            detached = [value.detach() for value in values]
+            self._last_components = dict(zip(self.component_keys, detached))
+            return
+        buffer = self._component_buffer
+        if buffer is None or buffer.dtype != first.dtype or buffer.device != first.device:
+            buffer = self._component_buffer = first.new_empty(len(values))
+        with torch.no_grad():
+            for index, value in enumerate(values):
+                buffer[index].copy_(value)
+        self._last_components = dict(zip(self.component_keys, buffer.unbind()))
 
     def _check_shapes(self, values: Sequence[Tensor]) -> None:
         shapes = [tuple(value.shape) for value in values]
