@@ -163,13 +163,13 @@ class WeightedSumLoss(nn.Module):
         """The reduction the terms share (``None`` when they differ). Setting it sets the
         ``reduction`` of every term that has one, as setting a built-in loss's does."""
         found = {getattr(module, "reduction", None) for module in self.losses}
-        return found.pop() if len(found) == 1 else None  # type: ignore[no-any-return]
+        return found.pop() if len(found) == 1 else None
 
     @reduction.setter
     def reduction(self, value: Reduction) -> None:
         for module in self.losses:
             if hasattr(module, "reduction"):
-                module.reduction = value
+                setattr(module, "reduction", value)  # noqa: B010 - a plain attribute of any loss
 
     @property
     def last_components(self) -> dict[str, Tensor]:
@@ -233,7 +233,7 @@ class WeightedSumLoss(nn.Module):
         if all(len(shape) == 0 for shape in shapes):
             return
         try:
-            torch.broadcast_shapes(*shapes)
+            torch.broadcast_shapes(*shapes)  # type: ignore[no-untyped-call]
         except RuntimeError:
             found = ", ".join(
                 f"{key} {list(shape)}" for key, shape in zip(self.component_keys, shapes)

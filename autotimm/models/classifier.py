@@ -304,7 +304,7 @@ def _mixup(
     num_classes: int,
     multi_label: bool,
 ) -> Any:
-    from timm.data import Mixup
+    from timm.data.mixup import Mixup
 
     mixup = Mixup(
         mixup_alpha=float(mixup_alpha),
