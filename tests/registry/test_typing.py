@@ -37,6 +37,7 @@ SAMPLE = textwrap.dedent(
     from autotimm.losses import (
         DiceLoss,
         FocalLoss,
+        WeightedSumLoss,
         get_loss,
         get_loss_registry,
         register_loss,
@@ -47,6 +48,9 @@ SAMPLE = textwrap.dedent(
     reveal_type(registry.get_loss("ce"))  # T CrossEntropyLoss
     reveal_type(get_loss("combined", num_classes=2))  # T CombinedSegmentationLoss
     reveal_type(registry.get_loss_class("giou"))  # T type[GIoULoss]
+    reveal_type(get_loss("weighted_sum", terms=["ce", {"name": "dice"}]))  # T WeightedSumLoss
+    WeightedSumLoss(terms=["ce", {"name": "dice", "weight": 3.0, "params": {"smooth": 0.5}}])
+    WeightedSumLoss(terms=[{"name": "dice", "wieght": 3.0}])  # E
 
     config: dict[str, Any] = {"loss": "my_plugin_loss"}
     name: str = config["loss"]
