@@ -117,7 +117,9 @@ class WeightedSumLoss(nn.Module):
         return loss
 
     def _build(self, terms: tuple[WeightedTerm, ...], caller: LossCaller | None) -> None:
-        feed = caller.feed if caller is not None else None
+        # built alone, the terms are named as the loss's own argument: terms[i]
+        caller = caller or LossCaller(argument="terms", owner=NAME)
+        feed = caller.feed
         resolved: list[ResolvedLoss] = []
         problems: list[ArgumentProblem] = []
         mismatches: list[LossMismatchError] = []
@@ -127,14 +129,10 @@ class WeightedSumLoss(nn.Module):
                     resolve_loss(
                         term.spec(),
                         feed=feed,
-                        context=caller.context if caller is not None else None,
-                        class_weights=caller.class_weights if caller is not None else None,
-                        argument=(
-                            f"{caller.argument}[{index}]"
-                            if caller is not None
-                            else f"terms[{index}]"
-                        ),
-                        owner=caller.owner if caller is not None else NAME,
+                        context=caller.context,
+                        class_weights=caller.class_weights,
+                        argument=f"{caller.argument}[{index}]",
+                        owner=caller.owner,
                     )
                 )
             except LossMismatchError as error:
@@ -267,18 +265,16 @@ def _component_keys(terms: Sequence[WeightedTerm]) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _mismatch_error(
-    errors: Sequence[LossMismatchError], caller: LossCaller | None
-) -> LossMismatchError:
+def _mismatch_error(errors: Sequence[LossMismatchError], caller: LossCaller) -> LossMismatchError:
     if len(errors) == 1:
         return errors[0]
-    owner = caller.owner if caller is not None else NAME
-    argument = caller.argument if caller is not None else "terms"
     message = (
-        f"{owner} cannot use {len(errors)} of the terms of {argument}; each term is called "
-        "with what it is fed:\n" + "\n".join(f"  - {error}" for error in errors)
+        f"{caller.owner} cannot use {len(errors)} of the terms of {caller.argument}; each term "
+        "is called with what it is fed:\n" + "\n".join(f"  - {error}" for error in errors)
     )
-    return LossMismatchError(message, argument=argument, loss=NAME, fitting=errors[0].fitting)
+    return LossMismatchError(
+        message, argument=caller.argument, loss=NAME, fitting=errors[0].fitting
+    )
 
 
 def _check_agreement(terms: Sequence[WeightedTerm], resolved: Sequence[ResolvedLoss]) -> None:

@@ -229,6 +229,10 @@ def test_losses_show_prints_the_terms_structure(capsys: pytest.CaptureFixture[st
     assert main(["losses", "show", "weighted_sum"]) == 0
     table = capsys.readouterr().out
     assert "terms" in table and "weight: float >= 0 = 1.0" in table
+    assert "takes: what its caller feeds (each part gets what it takes)" in table
+    assert main(["losses", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["weighted_sum"]["builds_for_caller"] and not rows["dice"]["builds_for_caller"]
 
 
 # --------------------------------------------------------------------------- autotimm fit
