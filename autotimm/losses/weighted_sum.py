@@ -150,7 +150,10 @@ class WeightedSumLoss(nn.Module):
         self.terms = terms
         self.component_keys = _component_keys(terms)
         self.losses = nn.ModuleList(r.module for r in resolved)
-        self._takes: tuple[LossTakes | None, ...] = tuple(r.takes for r in resolved)
+        # what forward runs, as a plain tuple (a ModuleList is slower to reach and iterate)
+        self._runs: tuple[tuple[nn.Module, LossTakes | None], ...] = tuple(
+            (r.module, r.takes) for r in resolved
+        )
         self._feed: LossFeed | None = feed
         self._weights = tuple(term.weight for term in terms)
         self._last_components: dict[str, Tensor] = {}
@@ -181,19 +184,17 @@ class WeightedSumLoss(nn.Module):
     def forward(self, *inputs: Tensor) -> Tensor:
         """The weighted sum of the terms, each called with ``inputs`` (a prediction and a
         target, adapted to what the term takes when the caller's feed is known)."""
-        adapt = self._feed is not None and len(inputs) == 2
+        feed = self._feed
         adapted: dict[LossTakes | None, tuple[Tensor, ...]] = {}
         values: list[Tensor] = []
-        for module, takes in zip(self.losses, self._takes):
-            if adapt:
+        for module, takes in self._runs:
+            if feed is not None and len(inputs) == 2:
                 if takes not in adapted:  # once per kind of input, e.g. one softmax
-                    adapted[takes] = adapt_to_loss(self._feed, takes, inputs[0], inputs[1])  # type: ignore[arg-type]
+                    adapted[takes] = adapt_to_loss(feed, takes, inputs[0], inputs[1])
                 values.append(module(*adapted[takes]))
             else:
                 values.append(module(*inputs))
         self._record(values)
-        if not torch.compiler.is_compiling():
-            self._check_shapes(values)
         total: Tensor | None = None
         for value, weight in zip(values, self._weights):
             if weight == 0:  # logged, not trained (and 0 * inf would be nan)
@@ -206,15 +207,18 @@ class WeightedSumLoss(nn.Module):
             return (kept.sum() * 0.0).to(values[0].dtype)
         return total
 
-    def _record(self, values: Sequence[Tensor]) -> None:
-        """Keep the terms' values for logging; scalars are copied into one reused buffer, so
-        that the values themselves are freed as a sum by hand would free them."""
+    def _record(self, values: list[Tensor]) -> None:
+        """Keep the terms' values for logging. Scalars (the usual case) are copied into one
+        reused buffer, so the values themselves are freed as a sum by hand frees them;
+        unreduced values are kept as they are, once their shapes are known to broadcast."""
         first = values[0]
-        if (
-            torch.compiler.is_compiling()
-            or any(value.ndim or value.dtype != first.dtype for value in values)
-            or any(value.device != first.device for value in values)
-        ):
+        scalars = all(
+            value.ndim == 0 and value.dtype == first.dtype and value.device == first.device
+            for value in values
+        )
+        if not scalars or torch.compiler.is_compiling():
+            if not torch.compiler.is_compiling():
+                self._check_shapes(values)
             detached = [value.detach() for value in values]
             self._last_components = dict(zip(self.component_keys, detached))
             return
@@ -222,14 +226,11 @@ class WeightedSumLoss(nn.Module):
         if buffer is None or buffer.dtype != first.dtype or buffer.device != first.device:
             buffer = self._component_buffer = first.new_empty(len(values))
         with torch.no_grad():
-            for index, value in enumerate(values):
-                buffer[index].copy_(value)
+            torch.stack(values, out=buffer)
         self._last_components = dict(zip(self.component_keys, buffer.unbind()))
 
     def _check_shapes(self, values: Sequence[Tensor]) -> None:
         shapes = [tuple(value.shape) for value in values]
-        if all(len(shape) == 0 for shape in shapes):
-            return
         try:
             torch.broadcast_shapes(*shapes)  # type: ignore[no-untyped-call]
         except RuntimeError:
