@@ -41,6 +41,7 @@ def _losses_list(args: argparse.Namespace) -> int:
                     "soft_targets": entry.soft_targets,
                     "class_weights": entry.class_weights,
                     "class_weights_broadcast": entry.class_weights_broadcast,
+                    "builds_for_caller": entry.builds_for_caller,
                     "class": f"{entry.loss_class.__module__}.{entry.loss_class.__qualname__}",
                 }
             )
@@ -54,7 +55,7 @@ def _losses_list(args: argparse.Namespace) -> int:
                 entry.name,
                 ",".join(entry.tasks) or "custom",
                 ",".join(entry.aliases) or "-",
-                entry.expects,
+                "as fed" if entry.builds_for_caller else entry.expects,
             )
         )
     _print_table(table)
@@ -77,8 +78,11 @@ def _losses_show(args: argparse.Namespace) -> int:
     facts = [
         f"tasks: {', '.join(entry.tasks) or 'custom'}",
         f"aliases: {', '.join(entry.aliases) or '-'}",
-        f"expects: {entry.expects}",
-        f"targets: {entry.target}",
+        *(
+            ["takes: what its caller feeds (each part gets what it takes)"]
+            if entry.builds_for_caller
+            else [f"expects: {entry.expects}", f"targets: {entry.target}"]
+        ),
     ]
     line = ""
     for fact in facts:  # as many per line as fit

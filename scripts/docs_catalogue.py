@@ -160,6 +160,10 @@ L = \frac{\sum_{i \in K} w_{y_i} \mathrm{CE}_i}{\sum_{i \in K} w_{y_i}},
     "combined_segmentation": r"""
 L = \lambda_{ce}\, \mathrm{CE}(x, y) + \lambda_{dice}\, \mathrm{Dice}(x, y)
 """,
+    "weighted_sum": r"""
+L = \sum_{i} w_i\, \ell_i\bigl(a_i(x), b_i(y)\bigr),
+\quad a_i, b_i = \text{what term } i \text{ takes (in a model; else } x, y\text{)}, \; w_i \ge 0
+""",
 }
 
 
@@ -406,6 +410,7 @@ PEERS: dict[str, tuple[Peer, ...]] = {
         ),
     ),
     "combined_segmentation": (),
+    "weighted_sum": (),
 }
 """Per built-in loss: the peers it equals. An empty tuple: a composite with no single peer."""
 
@@ -660,6 +665,8 @@ KINDS_HEADER = "Expects | Target | Classes | Soft targets | Class weights"
 
 def kinds_cells(entry: LossEntry) -> str:
     """The cells of :data:`KINDS_HEADER`: what the loss takes, from its registration."""
+    if entry.builds_for_caller:  # what its caller feeds; each part takes what it takes
+        return "what the caller feeds | (each term's own) | - | if every term does | (each term's)"
     classes = "-"
     if entry.target in ("class_indices", "dense"):
         classes = "`[N, C, ...]`" if entry.class_dim == 1 else "`[..., C]`"
@@ -721,11 +728,16 @@ def render() -> str:
             f"| {kinds_cells(entry)} |"
         )
     lines.append("")
+    every_task = [entry for entry in entries if set(entry.tasks) == set(TASK_TITLES)]
     for task, title in TASK_TITLES.items():
         lines += [f"## {title}", ""]
         for entry in entries:
-            if entry.tasks and entry.tasks[0] == task:
+            if entry.tasks and entry.tasks[0] == task and entry not in every_task:
                 lines += render_entry(entry)
+    if every_task:
+        lines += ["## Every task", ""]
+        for entry in every_task:
+            lines += render_entry(entry)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

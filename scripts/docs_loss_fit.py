@@ -24,6 +24,13 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("ImageClassifier", {"num_classes": 10}, "loss_fn", ""),
     ("ImageClassifier", {"num_classes": 10, "multi_label": True}, "loss_fn", "`multi_label=True`"),
     ("ImageClassifier", {"num_classes": 1}, "loss_fn", "`num_classes=1`"),
+    ("ImageClassifier", {"num_classes": 10, "mixup_alpha": 0.2}, "loss_fn", "`mixup_alpha=0.2`"),
+    (
+        "ImageClassifier",
+        {"num_classes": 10, "multi_label": True, "mixup_alpha": 0.2},
+        "loss_fn",
+        "`multi_label=True, mixup_alpha=0.2`",
+    ),
     ("SemanticSegmentor", {"num_classes": 3}, "loss_fn", ""),
     ("SemanticSegmentor", {"num_classes": 1}, "loss_fn", "`num_classes=1`"),
     ("ObjectDetector", {"num_classes": 2}, "cls_loss_fn", ""),

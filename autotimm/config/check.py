@@ -6,7 +6,8 @@ reports, without constructing a model, a data module or a trainer:
 - unknown sections, classes, arguments (with "did you mean") and missing required arguments;
 - values of the wrong type (``check_types``; skipped for a config jsonargparse already parsed);
 - every loss argument, resolved through the model's own loss slots (``Model.loss_slots``, the
-  hook the model's ``__init__`` uses) and the one resolution path,
+  hook the model's ``__init__`` uses) and the one resolution path (each term of a list of
+  losses on its own, at ``loss_fn[i]``, as the model resolves it),
   :func:`autotimm.losses.resolve.resolve_loss`: unknown names, unknown, mistyped or
   out-of-range parameters, required parameters that neither the config nor the model
   supplies, and a loss the model cannot feed (with the losses that fit);
@@ -276,8 +277,17 @@ def _check_losses(
                 f"expected a mapping of loss arguments, got {kwargs!r}",
             )
             continue
+        if isinstance(normalized, list) and kwargs:  # as the model refuses them
+            result.add(
+                f"model.init_args.{slot.kwargs_argument}",
+                f"{slot.argument} is a list of losses; loss kwargs cannot be applied to it: "
+                "give each term its own params",
+            )
+            kwargs = None
         for suffix, item in loss_argument.loss_items(normalized):
-            _check_loss(model_class, slot, item, place + suffix, given, kwargs, result)
+            # a term is resolved as the model resolves it: named loss_fn[i] in its messages
+            term_slot = dataclasses.replace(slot, argument=slot.argument + suffix)
+            _check_loss(model_class, term_slot, item, place + suffix, given, kwargs, result)
 
 
 def _check_loss(

@@ -1,7 +1,9 @@
 """How a config names a loss: the one type behind every ``loss_fn``-like model argument.
 
-In a config a loss is a registry name (``loss_fn: dice``) or a spec
-(``loss_fn: {name: dice, params: {smooth: 0.5}}``). :class:`LossArgument` is registered with
+In a config a loss is a registry name (``loss_fn: dice``), a spec
+(``loss_fn: {name: dice, params: {smooth: 0.5}}``) or a list of terms, the weighted sum of them
+(``loss_fn: [cross_entropy, {name: dice, weight: 3.0}]``, the ``terms`` of
+:class:`~autotimm.losses.WeightedSumLoss`). :class:`LossArgument` is registered with
 jsonargparse, and the config parser gives it to every model parameter annotated with
 :data:`autotimm.losses.resolve.LossLike`, so that a loss value is plain data from the YAML file to
 the saved config. At parse time only its *shape* is checked here; whether the name exists and the
@@ -11,7 +13,9 @@ params are valid for the model is checked for the whole config at once by
 
 Everything that knows the shape of a loss value lives in this module: :func:`normalize` (parse),
 :func:`loss_items` (what the checker resolves, with the place of each) and :func:`json_schema`
-(what editors complete). A list of losses becomes valid by changing these three functions.
+(what editors complete). The shape of one term of a list is the loss package's own
+(:func:`~autotimm.losses.terms.read_term`,
+:func:`~autotimm.losses.terms.term_json_schema`).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ __all__ = [
     "register_with_jsonargparse",
 ]
 
-LossValue = Union[str, dict[str, Any]]  # noqa: UP007 - runtime alias
-"""A loss as plain data: a registry name, or ``{"name": ..., "params": {...}}``."""
+LossValue = Union[str, dict[str, Any], list[Union[str, dict[str, Any]]]]  # noqa: UP007 - runtime alias
+"""A loss as plain data: a registry name, ``{"name": ..., "params": {...}}``, or a list of
+terms (names or ``{"name": ..., "params": {...}, "weight": ..., "label": ...}``)."""
 
 _SPEC_KEYS = ("name", "params", "class_path")
 """A spec's keys; ``class_path`` (``module.QualName`` of the loss class) is what a checkpoint's
@@ -55,13 +60,16 @@ class LossArgument:
 def normalize(value: Any) -> LossValue:
     """The plain form of a loss value, or ``ValueError`` saying what shape is expected.
 
-    A string that starts with ``{`` is read as YAML (``--model.init_args.loss_fn '{name: dice}'``).
+    A string that starts with ``{`` or ``[`` is read as YAML
+    (``--model.init_args.loss_fn '{name: dice}'``, ``--model.init_args.loss_fn '[ce, dice]'``).
 
     Example:
         >>> normalize("{name: focal, params: {gamma: 3}}")
         {'name': 'focal', 'params': {'gamma': 3}}
+        >>> normalize("[ce, {name: dice, weight: 3}]")
+        ['ce', {'name': 'dice', 'params': {}, 'weight': 3.0}]
     """
-    if isinstance(value, str) and value.lstrip().startswith("{"):
+    if isinstance(value, str) and value.lstrip().startswith(("{", "[")):
         import yaml
 
         try:
@@ -75,11 +83,10 @@ def normalize(value: Any) -> LossValue:
     if isinstance(value, Mapping):
         return _normalize_spec(value)
     if isinstance(value, (list, tuple)):
-        raise ValueError(
-            "a list of losses is not supported yet; give one loss name or one {name, params} spec"
-        )
+        return _normalize_terms(value)
     raise ValueError(
-        f"expected a loss name or a spec {{name: ..., params: {{...}}}}, got {value!r} "
+        f"expected a loss name or a spec {{name: ..., params: {{...}}}} (or a list of them, "
+        f"the terms of a weighted sum), got {value!r} "
         f"({type(value).__name__})"
     )
 
@@ -123,36 +130,105 @@ def _normalize_spec(value: Mapping[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def _normalize_terms(value: list[Any] | tuple[Any, ...]) -> list[str | dict[str, Any]]:
+    """A list of terms, each checked for its shape (keys, name, params, weight, label)."""
+    from autotimm.losses.terms import read_term
+
+    if not value:
+        raise ValueError("a list of losses needs at least one term")
+    terms: list[str | dict[str, Any]] = []
+    problems: list[str] = []
+    labels: dict[str, int] = {}
+    for index, item in enumerate(value):
+        if isinstance(item, Mapping) and ("init_args" in item or "name" not in item):
+            try:
+                _normalize_spec({k: v for k, v in item.items() if k not in ("weight", "label")})
+            except ValueError as error:
+                problems.append(f"[{index}]: {error}")
+                continue
+        fields, found = read_term(item, f"[{index}]")
+        problems += [str(problem) for problem in found]
+        if fields is None or found:
+            continue
+        label = fields["label"]
+        if label is not None:
+            if label in labels:
+                problems.append(
+                    f"[{index}] ({fields['name']}): label: {label!r} is the label of "
+                    f"[{labels[label]}] too; labels name the logged terms, so they must differ"
+                )
+            labels.setdefault(label, index)
+        if isinstance(item, str):
+            terms.append(item)
+            continue
+        term: dict[str, Any] = {"name": fields["name"], "params": fields["params"]}
+        term.update({key: item[key] for key in ("weight", "label", "class_path") if key in item})
+        if "weight" in term:
+            term["weight"] = fields["weight"]
+        terms.append(term)
+    if problems:
+        raise ValueError(
+            "a list of losses holds terms: loss names or {name, params, weight, label}; "
+            + "; ".join(problems)
+        )
+    return terms
+
+
 def loss_items(value: LossValue) -> Iterator[tuple[str, LossValue]]:
     """Each loss in a (normalized) loss value with the suffix of its place in the config.
 
-    One loss today (suffix ``""``); a list would yield ``("[0]", ...), ("[1]", ...)``.
+    One loss yields itself (suffix ``""``); a list of terms yields each term's loss
+    (``{name, params}``, without its weight and label) at ``[0]``, ``[1]``, ...: the model
+    resolves each term exactly as it would resolve that loss alone.
 
     Example:
         >>> list(loss_items("dice"))
         [('', 'dice')]
+        >>> list(loss_items(["ce", {"name": "dice", "params": {}, "weight": 3.0}]))
+        [('[0]', 'ce'), ('[1]', {'name': 'dice', 'params': {}})]
     """
-    yield "", value
+    if not isinstance(value, list):
+        yield "", value
+        return
+    for index, term in enumerate(value):
+        if isinstance(term, str):
+            yield f"[{index}]", term
+        else:
+            yield f"[{index}]", {k: v for k, v in term.items() if k in _SPEC_KEYS}
 
 
 def json_schema(
     loss_names: list[str], spec_schemas: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The JSON Schema of a loss value: a name, or a spec whose ``params`` follow that loss.
+    """The JSON Schema of a loss value: a name, a spec whose ``params`` follow that loss, or a
+    list of terms (names, or specs with a ``weight`` and a ``label``).
 
     ``loss_names`` are every accepted name and alias; ``spec_schemas`` maps each of them to the
     schema of its ``params`` (a ``$ref`` is fine). Each loss's params are attached with
-    ``if``/``then`` on ``name``, so validators report a bad parameter at its own path.
+    ``if``/``then`` on ``name``, so validators report a bad parameter at its own path, in a
+    spec and in every term of a list.
 
     Example:
         >>> schema = json_schema(["dice"], {"dice": {"type": "object"}})
         >>> schema["anyOf"][0]
         {'type': 'string', 'enum': ['dice']}
+        >>> sorted(schema["anyOf"][2]["items"]["anyOf"][1]["properties"])
+        ['class_path', 'label', 'name', 'params', 'weight']
     """
+    from autotimm.losses.terms import term_json_schema
+
+    name = {"type": "string", "enum": list(loss_names), "description": "registry name"}
+    params_by_name = [
+        {
+            "if": {"properties": {"name": {"const": loss}}, "required": ["name"]},
+            "then": {"properties": {"params": dict(spec_schemas[loss])}},
+        }
+        for loss in loss_names
+    ]
     spec: dict[str, Any] = {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "enum": list(loss_names), "description": "registry name"},
+            "name": name,
             "params": {"type": "object", "description": "the loss's constructor arguments"},
             "class_path": {
                 "type": "string",
@@ -161,17 +237,20 @@ def json_schema(
         },
         "required": ["name"],
         "additionalProperties": False,
-        "allOf": [
-            {
-                "if": {"properties": {"name": {"const": name}}, "required": ["name"]},
-                "then": {"properties": {"params": dict(spec_schemas[name])}},
-            }
-            for name in loss_names
-        ],
+        "allOf": params_by_name,
+    }
+    term = term_json_schema()
+    term["properties"]["name"] = name
+    term["allOf"] = params_by_name
+    terms = {
+        "type": "array",
+        "minItems": 1,
+        "items": {"anyOf": [{"type": "string", "enum": list(loss_names)}, term]},
+        "description": "a weighted sum: each term a loss name or {name, params, weight, label}",
     }
     return {
-        "anyOf": [{"type": "string", "enum": list(loss_names)}, spec],
-        "description": "a registered loss: its name, or {name, params}",
+        "anyOf": [{"type": "string", "enum": list(loss_names)}, spec, terms],
+        "description": "a registered loss: its name, {name, params}, or a list of weighted terms",
     }
 
 

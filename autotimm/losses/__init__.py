@@ -70,6 +70,8 @@ from autotimm.losses.segmentation import (
     TverskyLoss,
 )
 from autotimm.losses.spec import LossSpec
+from autotimm.losses.terms import LossTerm
+from autotimm.losses.weighted_sum import WeightedSumLoss
 
 __all__ = [
     "ArgumentProblem",
@@ -100,6 +102,7 @@ __all__ = [
     "LossRegistry",
     "LossSpec",
     "LossTaskWarning",
+    "LossTerm",
     "LovaszLoss",
     "MSELoss",
     "MaskLoss",
@@ -116,6 +119,7 @@ __all__ = [
     "TverskyLoss",
     "UnknownLossError",
     "VarifocalLoss",
+    "WeightedSumLoss",
     "describe",
     "get_entry",
     "get_loss",

@@ -115,13 +115,29 @@ class LossEntry:
             problems = problems_from_validation_error(error, expected=expected, given=kwargs)
             raise self._config_error(problems) from None
 
+    @property
+    def builds_for_caller(self) -> bool:
+        """The class has a ``for_caller`` classmethod: built for a caller (a model, or another
+        loss), it learns what that caller feeds and offers and passes it on to its parts
+        (``weighted_sum``). Such a loss fits whatever its parts fit and is called as fed."""
+        return callable(getattr(self.loss_class, "for_caller", None))
+
     def build(self, **kwargs: Any) -> nn.Module:
         """Validate ``kwargs`` and instantiate the loss with exactly the values passed.
 
         The loss remembers its validated arguments, so a spec of it needs no second validation.
         """
+        return self.build_for(None, **kwargs)
+
+    def build_for(self, caller: object, /, **kwargs: Any) -> nn.Module:
+        """:meth:`build`, for ``caller`` (a :class:`~autotimm.losses.resolve.LossCaller`): a
+        loss that :attr:`builds_for_caller` is built by ``loss_class.for_caller(caller,
+        **validated)``; any other loss (or ``caller=None``) by its constructor."""
         arguments = self.validate(kwargs)
-        loss = self.loss_class(**arguments)
+        if caller is not None and self.builds_for_caller:
+            loss: nn.Module = self.loss_class.for_caller(caller, **arguments)  # type: ignore[attr-defined]
+        else:
+            loss = self.loss_class(**arguments)
         loss.__dict__[_ARGUMENTS] = arguments
         return loss
 

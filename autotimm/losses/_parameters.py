@@ -247,7 +247,9 @@ def format_annotation(tp: Any, *, constraints: bool = True) -> str:
     if origin is typing.Annotated:
         inner, *meta = typing.get_args(tp)
         shown = [c for m in meta for c in _format_constraint(m)] if constraints else []
-        inner_text = format_annotation(inner, constraints=constraints)
+        # a parameter type may say how it reads (``type_text``), e.g. the terms of weighted_sum
+        named = [m.type_text for m in meta if isinstance(getattr(m, "type_text", None), str)]
+        inner_text = named[0] if named else format_annotation(inner, constraints=constraints)
         if len(shown) > 1:
             return f"{inner_text} ({', '.join(shown)})"
         return " ".join([inner_text, *shown])

@@ -104,8 +104,10 @@ def build_schema(loss_class: type, signature: Signature) -> ParamSchema:
         field = p.name
         if field.startswith("_") or hasattr(BaseModel, field):
             field = p.name.strip("_") + "_"
-            while field in fields or hasattr(BaseModel, field) or field in (
-                q.name for q in signature.parameters
+            while (
+                field in fields
+                or hasattr(BaseModel, field)
+                or field in (q.name for q in signature.parameters)
             ):
                 field += "_"
             renamed[p.name] = field
@@ -147,7 +149,9 @@ def to_pydantic_type(tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         inner, *meta = typing.get_args(tp)
-        if any(isinstance(m, TensorParameter) for m in meta):
+        # a parameter type that defines its own validation (TensorParameter, the terms of
+        # weighted_sum) is used as it is
+        if any(hasattr(type(m), "__get_pydantic_core_schema__") for m in meta):
             return tp
         return Annotated[(to_pydantic_type(inner), *meta)]
     if origin is Literal:

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
         OhemCrossEntropyLoss,
         TverskyLoss,
     )
+    from autotimm.losses.weighted_sum import (
+        WeightedSumLoss,
+    )
 
 __all__ = ["BuiltinLossName", "TypedLookups"]
 
@@ -89,6 +92,7 @@ BuiltinLossName = Literal[
     "softmax_focal",
     "tversky",
     "varifocal",
+    "weighted_sum",
 ]
 """Every built-in loss name and alias."""
 
@@ -178,6 +182,8 @@ class TypedLookups:
         @overload
         def get_loss(self, name: Literal["varifocal"], /, **kwargs: Any) -> VarifocalLoss: ...
         @overload
+        def get_loss(self, name: Literal["weighted_sum"], /, **kwargs: Any) -> WeightedSumLoss: ...
+        @overload
         def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...
         def get_loss(self, name: str, /, **kwargs: Any) -> nn.Module: ...
 
@@ -255,6 +261,8 @@ class TypedLookups:
         def get_loss_class(self, name: Literal["tversky"], /) -> type[TverskyLoss]: ...
         @overload
         def get_loss_class(self, name: Literal["varifocal"], /) -> type[VarifocalLoss]: ...
+        @overload
+        def get_loss_class(self, name: Literal["weighted_sum"], /) -> type[WeightedSumLoss]: ...
         @overload
         def get_loss_class(self, name: str, /) -> type[nn.Module]: ...
         def get_loss_class(self, name: str, /) -> type[nn.Module]: ...

@@ -73,6 +73,9 @@ class LossFeed:
         inputs: How many positional inputs the caller passes (2: prediction and target).
         note: What the caller wants a reader of its messages to know about this feed, in its
             own words (e.g. ``"multi_label=True"``).
+        multi_label: The dense targets may mark several classes of one sample (multi-hot
+            vectors, also mixed up, when they are soft but not class probabilities): a loss
+            that takes class indices (one class per sample) does not fit them.
 
     Example:
         >>> feed = LossFeed(task="segmentation", target="class_indices",
@@ -90,6 +93,7 @@ class LossFeed:
     reduction: Reduction | None = None
     inputs: int = 2
     note: str = ""
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -254,6 +258,11 @@ def _kind_problem(feed: LossFeed, takes: LossTakes, num_classes: int | None) -> 
             return f"it takes {_kind(takes.target)}, not {_kind(feed.target)}"
         return None
     if takes.target == "class_indices":
+        if feed.target == "dense" and feed.multi_label and feed.soft_targets:
+            return (
+                "it takes class indices (one class per sample), and this caller's targets "
+                "are mixed multi-hot vectors (several classes per sample)"
+            )
         if feed.target == "dense" and not (feed.soft_targets and takes.soft_targets):
             return "it takes class indices, and this caller's targets are dense " + (
                 "class probabilities, which it does not take"
@@ -296,6 +305,9 @@ def _kind_problem(feed: LossFeed, takes: LossTakes, num_classes: int | None) -> 
 def fitting_losses(feed: LossFeed, entries: Iterable[LossEntry]) -> list[str]:
     """The names of the ``entries`` whose metadata fits ``feed`` (built with their defaults).
 
+    A loss built for its caller (``weighted_sum``: :attr:`LossEntry.builds_for_caller`) fits
+    whatever its parts fit, so it is not listed.
+
     Example:
         >>> from autotimm.losses import get_loss_registry
         >>> fitting_losses(LossFeed(task="detection", target="boxes", prediction=("N", "4")),
@@ -305,7 +317,8 @@ def fitting_losses(feed: LossFeed, entries: Iterable[LossEntry]) -> list[str]:
     return sorted(
         entry.name
         for entry in entries
-        if fit_problem(feed, takes_of(None, entry), forward=entry.loss_class.forward) is None
+        if not entry.builds_for_caller
+        and fit_problem(feed, takes_of(None, entry), forward=entry.loss_class.forward) is None
     )
 
 

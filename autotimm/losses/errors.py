@@ -157,6 +157,9 @@ def problems_from_validation_error(
 ) -> list[ArgumentProblem]:
     """Group pydantic's per-branch errors into one problem per argument, in a stable order.
 
+    A validator that raised a :class:`LossConfigError` (a parameter type that checks several
+    things, such as the terms of ``weighted_sum``) contributes its own problems as they are.
+
     Args:
         error: What the loss's schema raised.
         expected: Each parameter's rendered type (``float >= 0``), which is also the list of
@@ -164,10 +167,14 @@ def problems_from_validation_error(
         given: The arguments as the caller gave them, shown in the message as given.
     """
     by_argument: dict[str, list[Any]] = {}
+    problems: list[ArgumentProblem] = []
     for item in error.errors(include_url=False):
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, LossConfigError):  # a parameter type that states its own problems
+            problems.extend(cause.problems)
+            continue
         loc = item.get("loc") or ("<arguments>",)
         by_argument.setdefault(str(loc[0]), []).append(item)
-    problems = []
     for argument, items in by_argument.items():
         kinds = {item["type"] for item in items}
         if "extra_forbidden" in kinds:

@@ -90,16 +90,23 @@ class ModelLoss(nn.Module):
     def components(self) -> dict[str, Tensor]:
         """The parts of a composite loss after its last call, keyed ``loss_<part>`` for logging.
 
-        Losses that report parts (``last_components``, e.g. ``combined_segmentation`` and
-        ``fcos``) give them here, detached; other losses give ``{}``.
+        Every module of the loss that reports parts (``last_components``: e.g.
+        ``combined_segmentation``, ``fcos``, ``weighted_sum``) gives them here, also one inside
+        another (a ``weighted_sum`` that ``fcos`` uses as its classification loss). A part whose
+        key another module took already is prefixed with the path of the module that reports
+        it. Losses without parts give ``{}``.
         """
-        parts = getattr(self.module, "last_components", None)
-        if not isinstance(parts, Mapping):
-            return {}
-        named = {}
-        for key, value in parts.items():
-            key = str(key)
-            named[key if key.startswith("loss") else f"loss_{key}"] = value
+        named: dict[str, Tensor] = {}
+        for path, module in self.module.named_modules():
+            parts = getattr(module, "last_components", None)
+            if not isinstance(parts, Mapping):
+                continue
+            for key, value in parts.items():
+                key = str(key)
+                name = key if key.startswith("loss") else f"loss_{key}"
+                if name in named:
+                    name = f"loss_{path.replace('.', '_')}_{key}"
+                named[name] = value
         return named
 
     def extra_repr(self) -> str:

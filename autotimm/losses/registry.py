@@ -326,16 +326,22 @@ class LossRegistry(TypedLookups):
         """A human-readable summary of a loss: tasks, aliases, inputs and parameter table."""
         entry = self.get_entry(name)
         summary = plain_text(entry.loss_class.__doc__ or "").strip().splitlines()
+        if entry.builds_for_caller:  # what it takes is what its parts take
+            takes = ["  expects:  what its caller feeds; each part gets what it takes"]
+        else:
+            takes = [
+                f"  expects:  {entry.expects} (targets: {entry.target}"
+                + (", soft targets too)" if entry.soft_targets else ")"),
+                f"  classes:  {'[N, C, ...]' if entry.class_dim == 1 else '[..., C]'}; "
+                f"per-class weights: {entry.class_weights or '-'}"
+                + (" (broadcast)" if entry.class_weights_broadcast else ""),
+            ]
         lines = [
             f"{entry.name}: {entry.class_path}",
             *([f"  {summary[0]}"] if summary else []),
             f"  tasks:    {', '.join(entry.tasks) or CUSTOM}",
             f"  aliases:  {', '.join(entry.aliases) or '-'}",
-            f"  expects:  {entry.expects} (targets: {entry.target}"
-            + (", soft targets too)" if entry.soft_targets else ")"),
-            f"  classes:  {'[N, C, ...]' if entry.class_dim == 1 else '[..., C]'}; per-class "
-            f"weights: {entry.class_weights or '-'}"
-            + (" (broadcast)" if entry.class_weights_broadcast else ""),
+            *takes,
             f"  defined:  {entry.defined_at}",
             "  parameters:",
         ]
@@ -685,4 +691,3 @@ def describe(name: str) -> str:
         dice: autotimm.losses.segmentation.DiceLoss
     """
     return _REGISTRY.describe(name)
-

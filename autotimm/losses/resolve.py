@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
@@ -34,13 +35,54 @@ from autotimm.losses.errors import LossMismatchError, LossTaskWarning
 from autotimm.losses.registry import get_loss_registry
 from autotimm.losses.spec import LossSpec, find_entry
 
-__all__ = ["LossLike", "LossSlot", "ResolvedLoss", "resolve_loss", "task_warning"]
+__all__ = [
+    "LIST_LOSS",
+    "LossCaller",
+    "LossLike",
+    "LossSlot",
+    "ResolvedLoss",
+    "resolve_loss",
+    "task_warning",
+]
 
-LossLike = Union[str, LossSpec, Mapping[str, Any], nn.Module]  # noqa: UP007 - runtime alias
-"""What a model's ``loss_fn`` accepts."""
+LossLike = Union[  # noqa: UP007 - a runtime alias
+    str, LossSpec, Mapping[str, Any], nn.Module, Sequence[Union[str, Mapping[str, Any]]]  # noqa: UP007
+]
+"""What a model's ``loss_fn`` accepts: a name, a spec (or its dict), a module, or a list of
+terms (names or ``{name, params, weight, label}``), which is the weighted sum of them."""
+
+LIST_LOSS = "weighted_sum"
+"""The registered loss a list of losses stands for: ``[a, b]`` is ``{"name": "weighted_sum",
+"params": {"terms": [a, b]}}``."""
 
 _UNREGISTERED = "unregistered:"
 _SPEC_KEYS = ("name", "params", "class_path")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossCaller:
+    """Who resolves a loss, and what it feeds and offers: what a loss that is built for its
+    caller (:attr:`LossEntry.builds_for_caller <autotimm.losses.LossEntry.builds_for_caller>`,
+    e.g. ``weighted_sum``) receives, to resolve its parts exactly as the caller would resolve
+    each of them alone.
+
+    Attributes:
+        feed: What the caller feeds the loss (``None``: not described; parts are called as fed).
+        context: The caller's values offered to the loss (``num_classes``, ...), unfiltered.
+        class_weights: The caller's per-class weights.
+        argument: The caller's argument name, for messages (``"loss_fn"``).
+        owner: The caller's name, for messages (``"SemanticSegmentor"``).
+
+    Example:
+        >>> LossCaller(None, {"num_classes": 3}).argument
+        'loss_fn'
+    """
+
+    feed: LossFeed | None = None
+    context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    class_weights: tuple[float, ...] | None = None
+    argument: str = "loss_fn"
+    owner: str = "the model"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -173,7 +215,14 @@ def resolve_loss(
 
     Args:
         loss: A registry name or alias, a ``LossSpec`` (or its dict form, with the keys
-            ``name``, ``params`` and ``class_path`` only), or an ``nn.Module``.
+            ``name``, ``params`` and ``class_path`` only), an ``nn.Module``, or a list of
+            losses: the ``weighted_sum`` of those terms (``[a, b]`` is ``{"name":
+            "weighted_sum", "params": {"terms": [a, b]}}``). A loss that is built for its
+            caller (:attr:`LossEntry.builds_for_caller
+            <autotimm.losses.LossEntry.builds_for_caller>`) receives a :class:`LossCaller`
+            with everything below, and resolves its parts through this function, each exactly
+            as it would be resolved alone; given as an instance, it is built again from its
+            spec.
         feed: What the caller feeds the loss. With it, a loss that cannot take it is refused,
             a loss registered only for other tasks gets a :class:`LossTaskWarning`, and the
             feed's ``reduction`` (if any) is applied: as a context value for a name or spec,
@@ -196,6 +245,7 @@ def resolve_loss(
         LossMismatchError: the loss cannot take what ``feed`` feeds (with the losses that can).
         ValueError: a spec dict with a key other than ``name``, ``params`` and ``class_path``.
         TypeError: ``loss`` is of an unsupported type, or ``kwargs`` were given with a module.
+        ValueError: ``kwargs`` were given with a list of losses.
 
     Example:
         >>> resolved = resolve_loss("dice", context={"num_classes": 3, "lr": 0.1})
@@ -204,13 +254,31 @@ def resolve_loss(
     """
     owner = owner or "the model"
     weights = None if class_weights is None else [float(w) for w in _flat(class_weights)]
+    caller = LossCaller(
+        feed, dict(context or {}), None if weights is None else tuple(weights), argument, owner
+    )
+    entry: LossEntry | None = None
     if isinstance(loss, nn.Module):
         if kwargs:
             raise TypeError(
                 f"{argument} is a loss instance, so its arguments are already set; "
                 f"loss kwargs {sorted(kwargs)} cannot be applied. Pass a registry name instead."
             )
-        module, entry, spec = _adopt(loss, feed)
+        entry = get_loss_registry().entry_for_class(type(loss))
+        if entry is not None and entry.builds_for_caller:
+            # a loss built for its caller (its parts are plain data) is built again for this
+            # one, from its spec, as that spec would be
+            instance_spec = LossSpec.of(loss, entry=entry)
+            if instance_spec is not None:
+                loss = instance_spec
+    if isinstance(loss, (list, tuple)) and kwargs:
+        raise ValueError(
+            f"{argument} is a list of losses (the terms of a {LIST_LOSS}); loss kwargs "
+            f"{sorted(kwargs)} cannot be applied to it: give each term its own params"
+        )
+    built_for_caller = False
+    if isinstance(loss, nn.Module):
+        module, entry, spec = _adopt(loss, entry, feed)
         routed = {} if entry is None else _context_for(entry, context, weights, feed, fill=False)
         if weights is not None:
             warnings.warn(
@@ -222,13 +290,20 @@ def resolve_loss(
             )
             weights = None
     else:
-        name, params, class_path = _unpack(loss, argument)
-        entry = find_entry(name, class_path)  # the one registry lookup
+        if entry is None:
+            name, params, class_path = _unpack(loss, argument)
+            entry = find_entry(name, class_path)  # the one registry lookup
+        else:  # the spec of an instance, whose entry is known
+            params = dict(typing.cast(LossSpec, loss).params)
+        built_for_caller = entry.builds_for_caller
         routed = _context_for(entry, context, weights, feed)
-        module = entry.build(**{**routed, **params, **(kwargs or {})})  # the one validation
+        arguments = {**routed, **params, **(kwargs or {})}
+        module = entry.build_for(caller, **arguments)  # the one validation
         spec = LossSpec.of(module, entry=entry)
-    takes = takes_of(module, entry)
-    if feed is not None:
+    # a loss built for its caller has fitted each of its parts to the feed, and adapts what
+    # it is fed for each of them: it is called as fed
+    takes = None if built_for_caller else takes_of(module, entry)
+    if feed is not None and not built_for_caller:
         own_classes = spec.params.get("num_classes") if spec is not None else None
         problem = fit_problem(
             feed,
@@ -242,7 +317,11 @@ def resolve_loss(
             message = task_warning(entry, feed, argument)
             if message is not None:
                 warnings.warn(message, LossTaskWarning, stacklevel=3)
-    if weights is not None and (entry is None or entry.class_weights is None):
+    if (
+        weights is not None
+        and not built_for_caller
+        and (entry is None or entry.class_weights is None)
+    ):
         what = (
             f"loss {entry.name!r} has no per-class weight parameter"
             if entry is not None
@@ -293,6 +372,8 @@ def _unpack(loss: Any, argument: str) -> tuple[str, dict[str, Any], str | None]:
         )
     if isinstance(loss, str):
         return loss, {}, None
+    if isinstance(loss, (list, tuple)):  # a list of losses: the weighted sum of its terms
+        return LIST_LOSS, {"terms": list(loss)}, None
     if isinstance(loss, LossSpec):
         return loss.name, dict(loss.params), loss.class_path
     if isinstance(loss, Mapping) and isinstance(loss.get("name"), str):
@@ -315,16 +396,16 @@ def _unpack(loss: Any, argument: str) -> tuple[str, dict[str, Any], str | None]:
         return loss["name"], dict(params or {}), loss.get("class_path")
     raise TypeError(
         f"{argument} must be a registry name, a LossSpec, a dict with 'name' and 'params', "
-        f"or an nn.Module instance; got {type(loss).__name__}."
+        f"an nn.Module instance or a list of losses; got {type(loss).__name__}."
     )
 
 
 def _adopt(
-    loss: nn.Module, feed: LossFeed | None
+    loss: nn.Module, entry: LossEntry | None, feed: LossFeed | None
 ) -> tuple[nn.Module, LossEntry | None, LossSpec | None]:
-    """A given instance, its entry and spec; rebuilt with the feed's reduction if it was left
-    at a different default (a reduction chosen explicitly is kept: the caller reports it)."""
-    entry = get_loss_registry().entry_for_class(type(loss))
+    """A given instance (of ``entry``'s class), its entry and spec; rebuilt with the feed's
+    reduction if it was left at a different default (a reduction chosen explicitly is kept:
+    the caller reports it)."""
     spec = None if entry is None else LossSpec.of(loss, entry=entry)
     if feed is None or feed.reduction is None or entry is None or spec is None:
         return loss, entry, spec

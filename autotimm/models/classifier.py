@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy, MultilabelAccuracy
@@ -18,6 +22,7 @@ from autotimm.models.checks import (
     check_class_weights,
     check_images,
     check_num_classes,
+    check_probability,
     count_or_none,
     weights_or_none,
 )
@@ -25,7 +30,15 @@ from autotimm.models.hparams import plain_hparam
 from autotimm.models.optim import SchedulerName
 from autotimm.models.task import Stage, TaskModel
 
-__all__ = ["ImageClassifier"]
+__all__ = ["ImageClassifier", "MixedTargets"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedTargets:
+    """The targets of a mixed training batch (``timm.data.Mixup``): class probabilities
+    ``[B, C]`` (mixed multi-hot vectors with ``multi_label``, ``[B, 1]`` with one output)."""
+
+    probabilities: Tensor
 
 
 class ImageClassifier(TaskModel):
@@ -52,6 +65,22 @@ class ImageClassifier(TaskModel):
         warmup_ratio: Fraction of the training steps with linear warmup before cosine decay.
         scheduler: ``"cosine"`` (warmup + cosine) or ``"none"`` (constant learning rate).
         drop_rate: Dropout before the classifier (timm's ``drop_rate``).
+        mixup_alpha: Mixup's beta-distribution alpha (``timm.data.Mixup``); 0 turns mixup off.
+        cutmix_alpha: CutMix's alpha; 0 turns CutMix off. With both on, each batch uses one
+            of them (half the time each).
+        mix_prob: The probability that a training batch is mixed at all, in [0, 1].
+        label_smoothing: Smoothing of the training targets, in [0, 1), applied by the same
+            ``Mixup`` (also without mixup or CutMix).
+
+    Mixup, CutMix and label smoothing (any of ``mixup_alpha``, ``cutmix_alpha`` and
+    ``label_smoothing`` above 0) change the training batches only: images are mixed in
+    pairs and the targets become class probabilities (with ``multi_label``, mixed multi-hot
+    vectors; with ``num_classes=1``, the mixed probability of class 1). So the loss must take
+    soft targets (its registration says ``soft_targets=True``: ``cross_entropy``,
+    ``bce_with_logits``, ...); any other is refused here, naming those that fit. Validation
+    and test batches are not mixed, and their loss is the same loss fed the labels as without
+    mixing. A batch of odd size mixes all but its last image. Training accuracy is measured
+    against the dominant class of the mixed targets.
 
     Batches are ``{"image": [B, 3, H, W], "label": [B]}`` dicts or ``(images, labels)``.
     ``model.loss`` is the :class:`~autotimm.models.model_loss.ModelLoss` it trains with.
@@ -77,18 +106,41 @@ class ImageClassifier(TaskModel):
         warmup_ratio: float = 0.05,
         scheduler: SchedulerName = "cosine",
         drop_rate: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_prob: float = 1.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         num_classes = check_num_classes(num_classes)
         self.set_optimisation(lr, weight_decay, warmup_ratio, scheduler)
         weights = check_class_weights(class_weights, num_classes)
+        mixing = _check_mixing(mixup_alpha, cutmix_alpha, mix_prob, label_smoothing)
         # the loss first: a loss that does not fit, or bad loss arguments, fail before the
         # backbone is built or data is read
-        slot = self.loss_slots(
-            {"num_classes": num_classes, "multi_label": multi_label, "class_weights": weights}
-        )["loss_fn"]
-        resolved = slot.resolve(loss_fn, loss_kwargs)
+        init_args = {
+            "num_classes": num_classes,
+            "multi_label": multi_label,
+            "class_weights": weights,
+            "mixup_alpha": mixup_alpha,
+            "cutmix_alpha": cutmix_alpha,
+            "label_smoothing": label_smoothing,
+        }
+        resolved = self.loss_slots(init_args)["loss_fn"].resolve(loss_fn, loss_kwargs)
         self.loss = ModelLoss(resolved)
+        # mixed training targets are probabilities; validation feeds the labels: the same
+        # loss resolved for what validation feeds (its messages were given already)
+        self.eval_loss: ModelLoss | None = None
+        self.mixup: Any = None
+        if mixing:
+            plain = {**init_args, "mixup_alpha": 0.0, "cutmix_alpha": 0.0, "label_smoothing": 0.0}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                eval_resolved = self.loss_slots(plain)["loss_fn"].resolve(loss_fn, loss_kwargs)
+            self.eval_loss = ModelLoss(eval_resolved)
+            self.mixup = _mixup(
+                mixup_alpha, cutmix_alpha, mix_prob, label_smoothing, num_classes, multi_label
+            )
         self.backbone = create_backbone(
             backbone, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate
         )
@@ -111,22 +163,40 @@ class ImageClassifier(TaskModel):
                 "warmup_ratio": warmup_ratio,
                 "scheduler": scheduler,
                 "drop_rate": drop_rate,
+                "mixup_alpha": mixup_alpha,
+                "cutmix_alpha": cutmix_alpha,
+                "mix_prob": mix_prob,
+                "label_smoothing": label_smoothing,
             }
         )
 
     @classmethod
     def loss_slots(cls, init_args: Mapping[str, Any]) -> dict[str, LossSlot]:
         """``loss_fn``: logits ``[N, C]`` and class indices ``[N]`` (multi-hot ``[N, C]``
-        targets with ``multi_label``); see :meth:`TaskModel.loss_slots`.
+        targets with ``multi_label``; class probabilities ``[N, C]`` when training batches
+        are mixed); see :meth:`TaskModel.loss_slots`.
 
         Example:
             >>> ImageClassifier.loss_slots({"num_classes": 3})["loss_fn"].feed.describe()
             'logits [N, C] (C = 3) and class indices [N]'
+            >>> ImageClassifier.loss_slots({"num_classes": 3, "mixup_alpha": 0.2}
+            ...                            )["loss_fn"].feed.soft_targets
+            True
         """
         num_classes = init_args.get("num_classes")
         classes = count_or_none(num_classes)
         multi_label = init_args.get("multi_label") is True
-        if multi_label:
+        mixed = [
+            name
+            for name in ("mixup_alpha", "cutmix_alpha", "label_smoothing")
+            if _positive(init_args.get(name))
+        ]
+        if mixed:
+            target = "dense"
+            note = f"{', '.join(mixed)}: the training targets are mixed " + (
+                "multi-hot vectors" if multi_label else "class probabilities"
+            )
+        elif multi_label:
             target, note = "dense", "multi_label=True: multi-hot targets"
         elif classes == 1:
             target, note = "class_indices", "num_classes=1: one sigmoid output for class 1"
@@ -137,7 +207,9 @@ class ImageClassifier(TaskModel):
             target=target,
             prediction=("N", "C"),
             num_classes=classes,
+            soft_targets=bool(mixed),
             note=note,
+            multi_label=multi_label,
         )
         return {
             "loss_fn": LossSlot(
@@ -158,13 +230,32 @@ class ImageClassifier(TaskModel):
     def unpack_batch(self, batch: Any) -> tuple[Tensor, Tensor]:
         return images_and(batch, "label")
 
-    def compute_loss(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.loss(outputs, targets), self.loss.components()
+    def mix_batch(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Any]:
+        """Mixup / CutMix / label smoothing of a training batch (``timm.data.Mixup``), when
+        enabled: the images mixed in pairs and :class:`MixedTargets`."""
+        if self.mixup is None:
+            return images, targets
+        if self.multi_label or self.num_classes == 1:  # timm's multi-label mode: dense targets
+            targets = targets.float().reshape(targets.shape[0], -1)
+        images, probabilities = _mix(self.mixup, images, targets)
+        return images, MixedTargets(probabilities)
+
+    def compute_loss(
+        self, outputs: Tensor, targets: Tensor | MixedTargets
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        if isinstance(targets, MixedTargets):
+            return self.loss(outputs, targets.probabilities), self.loss.components()
+        loss = self.eval_loss if self.eval_loss is not None else self.loss
+        return loss(outputs, targets), loss.components()
 
     def update_metrics(
-        self, stage: Stage, images: Tensor, outputs: Tensor, targets: Tensor
+        self, stage: Stage, images: Tensor, outputs: Tensor, targets: Tensor | MixedTargets
     ) -> None:
         metric = self.train_acc if stage == "train" else self.val_acc
+        if isinstance(targets, MixedTargets):  # the dominant class of the mix
+            probabilities = targets.probabilities
+            mixed_multi = self.multi_label or self.num_classes == 1
+            targets = (probabilities >= 0.5).long() if mixed_multi else probabilities.argmax(1)
         if self.multi_label or self.num_classes == 1:  # independent sigmoid outputs
             probs = outputs.detach().sigmoid()
             if self.num_classes == 1:  # BinaryAccuracy
@@ -179,6 +270,72 @@ class ImageClassifier(TaskModel):
         images = images_of(batch)
         logits = self(images)
         return logits.sigmoid() if self.multi_label or self.num_classes == 1 else logits.softmax(1)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _check_mixing(mixup_alpha: Any, cutmix_alpha: Any, mix_prob: Any, label_smoothing: Any) -> bool:
+    """Check the mixing arguments; whether training batches are mixed (or smoothed)."""
+    for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ValueError(f"{name} must be a finite number >= 0 (0: off); got {value!r}")
+    check_probability(mix_prob, "mix_prob")
+    if (
+        isinstance(label_smoothing, bool)
+        or not isinstance(label_smoothing, (int, float))
+        or not 0 <= label_smoothing < 1
+    ):
+        raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing!r}")
+    return mixup_alpha > 0 or cutmix_alpha > 0 or label_smoothing > 0
+
+
+def _mixup(
+    mixup_alpha: float,
+    cutmix_alpha: float,
+    mix_prob: float,
+    label_smoothing: float,
+    num_classes: int,
+    multi_label: bool,
+) -> Any:
+    from timm.data.mixup import Mixup
+
+    mixup = Mixup(
+        mixup_alpha=float(mixup_alpha),
+        cutmix_alpha=float(cutmix_alpha),
+        prob=float(mix_prob),
+        label_smoothing=float(label_smoothing),
+        num_classes=num_classes,
+        multi_label=multi_label or num_classes == 1,
+    )
+    # label smoothing alone: timm's switch for "smooth the targets, mix nothing"
+    mixup.mixup_enabled = mixup_alpha > 0 or cutmix_alpha > 0
+    return mixup
+
+
+def _mix(mixup: Any, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """``mixup(images, targets)``; timm mixes pairs, so an odd batch mixes all but its last
+    image, whose target is only smoothed."""
+    from timm.data.mixup import mixup_target
+
+    size = int(images.shape[0])
+    even = size - size % 2
+    if even == size:
+        mixed_images, probabilities = mixup(images, targets)
+        return mixed_images, probabilities
+    last = mixup_target(
+        targets[even:], mixup.num_classes, 1.0, mixup.label_smoothing, mixup.multi_label
+    )
+    if even == 0:
+        return images, last
+    head_images, head = mixup(images[:even], targets[:even])
+    return torch.cat([head_images, images[even:]]), torch.cat([head, last])
 
 
 def _accuracy(num_classes: int, multi_label: bool) -> Metric:

@@ -229,7 +229,11 @@ class InstanceSegmentor(ObjectDetector):
             mask = logits.sum() * 0.0  # no boxes in this batch: keep the graph, add nothing
         else:
             mask = self.mask_loss(logits, self.mask_targets(targets).to(logits))
-        return detection + self.mask_weight * mask, {**parts, "loss_mask": mask}
+        named = dict(parts)
+        for key, value in self.mask_loss.components().items():  # e.g. the terms of a list
+            taken = key in named or key == "loss_mask"
+            named[f"loss_mask_{key.removeprefix('loss_')}" if taken else key] = value
+        return detection + self.mask_weight * mask, {**named, "loss_mask": mask}
 
     # ------------------------------------------------------------------ inference
     def detections(self, outputs: DetectionOutputs) -> list[dict[str, Tensor]]:

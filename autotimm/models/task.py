@@ -4,6 +4,8 @@ Every training, validation and test step of every model is the same template,
 :meth:`TaskModel.shared_step`::
 
     images, targets = self.unpack_batch(batch)        # checked: bad input fails here
+    if stage == "train":
+        images, targets = self.mix_batch(images, targets)  # mixup/cutmix (the classifier)
     outputs = self.step_outputs(images)               # the network
     loss, parts = self.compute_loss(outputs, targets)  # the model's one ModelLoss
     self.log_loss(stage, loss, parts, batch_size)     # {stage}/loss, {stage}/loss_<part>
@@ -65,6 +67,11 @@ class TaskModel(LightningModule):
         """``(images, targets)`` of a batch, with the targets checked."""
         raise NotImplementedError
 
+    def mix_batch(self, images: Tensor, targets: Any) -> tuple[Tensor, Any]:
+        """A training batch as the model trains on it (mixed up, for a classifier with
+        ``mixup_alpha``); as it is by default. Validation and test batches are never mixed."""
+        return images, targets
+
     def step_outputs(self, images: Tensor) -> Any:
         """What :meth:`compute_loss` and :meth:`update_metrics` read; ``self(images)``."""
         return self(images)
@@ -79,6 +86,8 @@ class TaskModel(LightningModule):
     def shared_step(self, batch: Any, stage: Stage) -> Tensor:
         """The loss of one batch; logs it, its parts and the metrics of ``stage``."""
         images, targets = self.unpack_batch(batch)
+        if stage == "train":
+            images, targets = self.mix_batch(images, targets)
         outputs = self.step_outputs(images)
         loss, parts = self.compute_loss(outputs, targets)
         self.log_loss(stage, loss, parts, batch_size=int(images.shape[0]))

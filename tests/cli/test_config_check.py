@@ -229,7 +229,9 @@ def test_detector_losses_each_get_their_own_place(data_root: Path) -> None:
         ({"class_path": "autotimm.losses.DiceLoss"}, "not by class_path/init_args"),
         ({"nam": "dice"}, "did you mean 'name'"),
         ({"name": "dice", "params": [1, 2]}, "'params' of a loss spec is a mapping"),
-        (["dice", "focal_pixelwise"], "a list of losses is not supported yet"),
+        ([{"name": "dice", "wieght": 2}], "[0] (dice): wieght: unknown key"),
+        ([{"name": "dice", "weight": -1}], "[0] (dice): weight: expected a finite number >= 0"),
+        ([], "a list of losses needs at least one term"),
         (3, "expected a loss name or a spec"),
     ],
 )

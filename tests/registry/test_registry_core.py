@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import BACKBONE, ROOT
+from helpers import BACKBONE, REQUIRED_EXAMPLES, ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -450,7 +450,7 @@ def test_entries_resolved_losses_and_every_builtin_pickle() -> None:
 @pytest.mark.parametrize("name", list_available_losses())
 def test_every_builtin_loss_pickles_and_keeps_its_spec(name: str) -> None:
     required = {p.name for p in get_entry(name).parameters if p.required}
-    loss = get_loss(name, **{key: 2 for key in required})
+    loss = get_loss(name, **{key: REQUIRED_EXAMPLES.get(key, 2) for key in required})
     again = pickle.loads(pickle.dumps(loss))
     assert same_state(again, loss) and LossSpec.of(again) == LossSpec.of(loss)
 

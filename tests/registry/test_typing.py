@@ -20,6 +20,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import REQUIRED_EXAMPLES
 from torch import nn
 
 from autotimm.losses import LossEntry, get_loss_registry
@@ -36,6 +37,7 @@ SAMPLE = textwrap.dedent(
     from autotimm.losses import (
         DiceLoss,
         FocalLoss,
+        WeightedSumLoss,
         get_loss,
         get_loss_registry,
         register_loss,
@@ -46,6 +48,9 @@ SAMPLE = textwrap.dedent(
     reveal_type(registry.get_loss("ce"))  # T CrossEntropyLoss
     reveal_type(get_loss("combined", num_classes=2))  # T CombinedSegmentationLoss
     reveal_type(registry.get_loss_class("giou"))  # T type[GIoULoss]
+    reveal_type(get_loss("weighted_sum", terms=["ce", {"name": "dice"}]))  # T WeightedSumLoss
+    WeightedSumLoss(terms=["ce", {"name": "dice", "weight": 3.0, "params": {"smooth": 0.5}}])
+    WeightedSumLoss(terms=[{"name": "dice", "wieght": 3.0}])  # E
 
     config: dict[str, Any] = {"loss": "my_plugin_loss"}
     name: str = config["loss"]
@@ -214,7 +219,8 @@ def test_every_builtin_documents_every_parameter_and_shows_its_real_signature() 
         assert not undocumented, f"{entry.name}: document {undocumented} in the docstring's Args"
         signature = inspect.signature(entry.loss_class)
         assert list(signature.parameters) == [p.name for p in entry.parameters]
-        assert "reduction" in signature.parameters or entry.name == "fcos", entry.name
+        # fcos reduces its own normalised terms; weighted_sum's terms reduce as each says
+        assert "reduction" in signature.parameters or entry.name in ("fcos", "weighted_sum")
         rendered = pydoc.render_doc(entry.loss_class, renderer=pydoc.plaintext)
         assert all(f"{name}" in rendered for name in signature.parameters), entry.name
 
@@ -231,9 +237,10 @@ def test_every_json_schema_is_valid_and_states_defaults_enums_and_bounds() -> No
                 assert "default" in prop or p.default is None, (entry.name, p.name)
         if "reduction" in properties:
             assert properties["reduction"]["enum"] == ["mean", "sum", "none"], entry.name
-        # defaults validate against their own schema
+        # defaults (with a value for each required parameter) validate against their schema
         defaults = {k: v["default"] for k, v in properties.items() if "default" in v}
-        jsonschema.validate(defaults, schema)
+        required = {p.name: REQUIRED_EXAMPLES[p.name] for p in entry.parameters if p.required}
+        jsonschema.validate({**defaults, **required}, schema)
     focal = get_loss_registry().get_schema("focal").model_json_schema()
     assert focal["properties"]["gamma"]["minimum"] == 0
     dice = get_loss_registry().get_schema("dice").model_json_schema()
