@@ -134,6 +134,21 @@ def test_training_batches_are_mixed_as_timm_mixes_them_and_the_loss_takes_the_mi
     torch.testing.assert_close(loss, nn.functional.cross_entropy(logits, mixed.probabilities))
 
 
+@pytest.mark.parametrize("name", ["cross_entropy", "poly1", "asymmetric", "bce_with_logits"])
+def test_each_soft_target_classification_loss_takes_the_mixed_probabilities(name: str) -> None:
+    """The loss of a mixed batch is that loss on the mixed probabilities (no one-hot, no argmax)."""
+    model = _model(num_classes=3, mixup_alpha=0.4, loss_fn=name)
+    images, labels = _batch()
+    _seed(0)
+    _, mixed = model.mix_batch(images.clone(), labels)
+    logits = torch.randn(4, 3, requires_grad=True)
+    loss, _ = model.compute_loss(logits, mixed)
+    expected = get_loss_registry().get_loss(name)(logits, mixed.probabilities)
+    torch.testing.assert_close(loss, expected)
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
 def test_the_training_step_mixes_and_validation_is_untouched(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
