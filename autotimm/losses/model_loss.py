@@ -18,15 +18,14 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from autotimm.losses._types import InputKind, TargetKind
 from autotimm.losses.adapt import LossFeed, LossTakes, adapt_to_loss
-from autotimm.losses.resolve import ResolvedLoss
+from autotimm.losses.resolve import ResolvedLoss, TakenKinds
 from autotimm.losses.spec import LossSpec
 
 __all__ = ["ModelLoss"]
 
 
-class ModelLoss(nn.Module):
+class ModelLoss(nn.Module, TakenKinds):
     """A resolved loss bound to what its model feeds it.
 
     Args:
@@ -66,18 +65,6 @@ class ModelLoss(nn.Module):
         self.feed = resolved.feed
         self.takes = resolved.takes
         self.spec = resolved.spec
-
-    @property
-    def expects(self) -> InputKind:
-        """What the loss takes as prediction (``"logits"`` when undeclared)."""
-        return self.takes.expects if self.takes is not None else "logits"
-
-    @property
-    def target(self) -> TargetKind:
-        """What the loss takes as target (when undeclared: what it is fed)."""
-        if self.takes is not None:
-            return self.takes.target
-        return self.feed.target if self.feed is not None else "class_indices"
 
     def forward(self, *inputs: Tensor) -> Tensor:
         """The loss of the model's raw ``prediction`` and ``target`` (or, for a structured

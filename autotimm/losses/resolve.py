@@ -138,8 +138,28 @@ class LossSlot:
         )
 
 
+class TakenKinds:
+    """``expects`` and ``target`` of a loss from its ``takes`` and ``feed`` (shared by
+    :class:`ResolvedLoss` and :class:`~autotimm.losses.model_loss.ModelLoss`)."""
+
+    takes: LossTakes | None
+    feed: LossFeed | None
+
+    @property
+    def expects(self) -> InputKind:
+        """What the loss takes as prediction (``"logits"`` when undeclared)."""
+        return self.takes.expects if self.takes is not None else "logits"
+
+    @property
+    def target(self) -> TargetKind:
+        """What the loss takes as target (when undeclared: what it is fed)."""
+        if self.takes is not None:
+            return self.takes.target
+        return self.feed.target if self.feed is not None else "class_indices"
+
+
 @dataclasses.dataclass(frozen=True)
-class ResolvedLoss:
+class ResolvedLoss(TakenKinds):
     """A loss module together with what the registry knows about it and how it is fed.
 
     Attributes:
@@ -157,18 +177,6 @@ class ResolvedLoss:
     takes: LossTakes | None = None
     feed: LossFeed | None = None
     context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def expects(self) -> InputKind:
-        """What the loss takes as prediction (``"logits"`` when undeclared)."""
-        return self.takes.expects if self.takes is not None else "logits"
-
-    @property
-    def target(self) -> TargetKind:
-        """What the loss takes as target (when undeclared: what it is fed)."""
-        if self.takes is not None:
-            return self.takes.target
-        return self.feed.target if self.feed is not None else "class_indices"
 
     def to_hparam(self) -> dict[str, Any] | str:
         """What a checkpoint stores: the spec as plain data, or a marker that names the class.
