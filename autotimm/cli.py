@@ -158,6 +158,19 @@ def _data_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wrap_type(cell: str, width: int) -> list[str]:
+    """Wrap a type or default only after ``,`` and around ``|``, so that ``float >= 0`` and
+    ``weight: float = 1.0`` stay on one line."""
+    return [line.replace(_NBSP, " ") for line in textwrap.wrap(_glue(cell), width)] or [""]
+
+
+def _glue(cell: str) -> str:
+    return cell.replace(" ", _NBSP).replace(f",{_NBSP}", ", ").replace(f"{_NBSP}|{_NBSP}", " | ")
+
+
+_NBSP = "\u00a0"  # textwrap does not break at it
+
+
 def _print_table(rows: Sequence[Sequence[Any]], width: int | None = None) -> None:
     """Columns padded to their widest cell. With ``width``, the last column wraps to fit; when
     the other columns leave it too little room, it goes on indented lines below its row; when
@@ -169,16 +182,15 @@ def _print_table(rows: Sequence[Sequence[Any]], width: int | None = None) -> Non
     room = None if width is None else width - 2 - len(text[0][-1])  # and the last header
     if room is not None and fixed > room:
         widest = max(range(len(widths) - 1), key=widths.__getitem__)
-        widths[widest] = max(widths[widest] - (fixed - room), 8)
+        tokens = [t for row in text for t in _glue(row[widest]).split(" ")]  # unbreakable parts
+        widths[widest] = max(widths[widest] - (fixed - room), min(max(map(len, tokens)), 30))
     indent = sum(widths[:-1]) + 2 * (len(widths) - 1)
     below = width is not None and width - indent < 24
     if width is not None:
         widths[-1] = min(widths[-1], width - (4 if below else indent))
     for index, row in enumerate(text):
         *cells, last = row
-        columns = [
-            textwrap.wrap(c, w) or [""] if len(c) > w else [c] for c, w in zip(cells, widths)
-        ]
+        columns = [_wrap_type(c, w) if len(c) > w else [c] for c, w in zip(cells, widths)]
         fixed_lines = [
             "  ".join((col[k] if k < len(col) else "").ljust(w) for col, w in zip(columns, widths))
             for k in range(max((len(col) for col in columns), default=1))

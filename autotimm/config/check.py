@@ -265,11 +265,19 @@ def _check_losses(
             value = slot.default
         if value is None:
             continue
-        try:
-            normalized = loss_argument.normalize(value)
-        except ValueError as error:
-            result.add(place, str(error))
-            continue
+        if isinstance(value, (list, tuple)) and value:
+            # a list of losses: every term whose shape is right is still resolved below, so
+            # one pass names the problems of every term
+            terms, shape_problems = loss_argument.read_terms(value)
+            for index, message in shape_problems:
+                result.add(f"{place}[{index}]", f"term{message}")
+            normalized: Any = terms
+        else:
+            try:
+                normalized = loss_argument.normalize(value)
+            except ValueError as error:
+                result.add(place, str(error))
+                continue
         kwargs = values.get(slot.kwargs_argument) if slot.kwargs_argument else None
         if kwargs is not None and not isinstance(kwargs, Mapping):
             result.add(

@@ -132,46 +132,76 @@ def _normalize_spec(value: Mapping[str, Any]) -> dict[str, Any]:
 
 def _normalize_terms(value: list[Any] | tuple[Any, ...]) -> list[str | dict[str, Any]]:
     """A list of terms, each checked for its shape (keys, name, params, weight, label)."""
-    from autotimm.losses.terms import read_term
-
     if not value:
         raise ValueError("a list of losses needs at least one term")
-    terms: list[str | dict[str, Any]] = []
-    problems: list[str] = []
+    terms, problems = read_terms(value)
+    if problems:
+        raise ValueError(
+            "a list of losses holds terms: loss names or {name, params, weight, label}; "
+            + "; ".join(f"[{index}]{message}" for index, message in problems)
+        )
+    return [term for term in terms if term is not None]
+
+
+def read_terms(
+    value: list[Any] | tuple[Any, ...],
+) -> tuple[list[str | dict[str, Any] | None], list[tuple[int, str]]]:
+    """Each term of a list of losses normalized, and every shape problem as
+    ``(index, message)``, the message starting after the term's ``[index]``.
+
+    A term with a shape problem is still given as ``{name, params}`` when it has a name (and
+    ``None`` when it has none), so that the checker also looks up its name and validates its
+    params: one pass names every problem of every term.
+
+    Example:
+        >>> read_terms(["ce", {"name": "dice", "wieght": 2}, 3])[0]
+        ['ce', {'name': 'dice', 'params': {}}, None]
+        >>> read_terms(["ce", {"name": "dice", "wieght": 2}])[1]
+        [(1, " (dice): wieght: unknown key (a term has name, params, weight, label, class_path); did you mean 'weight'?")]
+    """  # noqa: E501
+    from autotimm.losses.terms import read_term
+
+    terms: list[str | dict[str, Any] | None] = []
+    problems: list[tuple[int, str]] = []
     labels: dict[str, int] = {}
     for index, item in enumerate(value):
+        terms.append(None)
         if isinstance(item, Mapping) and ("init_args" in item or "name" not in item):
             try:
                 _normalize_spec({k: v for k, v in item.items() if k not in ("weight", "label")})
             except ValueError as error:
-                problems.append(f"[{index}]: {error}")
+                problems.append((index, f": {error}"))
                 continue
-        fields, found = read_term(item, f"[{index}]")
-        problems += [str(problem) for problem in found]
-        if fields is None or found:
+        fields, found = read_term(item, "")
+        problems += [(index, str(problem)) for problem in found]
+        if fields is None or fields["name"] is None:
+            continue
+        if found:  # still a loss to look up and validate, without its weight and label
+            terms[index] = {"name": fields["name"], "params": fields["params"]}
             continue
         label = fields["label"]
         if label is not None:
             if label in labels:
                 problems.append(
-                    f"[{index}] ({fields['name']}): label: {label!r} is the label of "
-                    f"[{labels[label]}] too; labels name the logged terms, so they must differ"
+                    (
+                        index,
+                        f" ({fields['name']}): label: {label!r} is the label of "
+                        f"[{labels[label]}] too; labels name the logged terms, so they must "
+                        "differ",
+                    )
                 )
-            labels.setdefault(label, index)
+                terms[index] = {"name": fields["name"], "params": fields["params"]}
+                continue
+            labels[label] = index
         if isinstance(item, str):
-            terms.append(item)
+            terms[index] = item
             continue
         term: dict[str, Any] = {"name": fields["name"], "params": fields["params"]}
         term.update({key: item[key] for key in ("weight", "label", "class_path") if key in item})
         if "weight" in term:
             term["weight"] = fields["weight"]
-        terms.append(term)
-    if problems:
-        raise ValueError(
-            "a list of losses holds terms: loss names or {name, params, weight, label}; "
-            + "; ".join(problems)
-        )
-    return terms
+        terms[index] = term
+    return terms, problems
 
 
 def loss_items(value: LossValue) -> Iterator[tuple[str, LossValue]]:
@@ -191,6 +221,8 @@ def loss_items(value: LossValue) -> Iterator[tuple[str, LossValue]]:
         yield "", value
         return
     for index, term in enumerate(value):
+        if term is None:  # a term without a loss name (see read_terms): nothing to resolve
+            continue
         if isinstance(term, str):
             yield f"[{index}]", term
         else:

@@ -229,8 +229,6 @@ def test_detector_losses_each_get_their_own_place(data_root: Path) -> None:
         ({"class_path": "autotimm.losses.DiceLoss"}, "not by class_path/init_args"),
         ({"nam": "dice"}, "did you mean 'name'"),
         ({"name": "dice", "params": [1, 2]}, "'params' of a loss spec is a mapping"),
-        ([{"name": "dice", "wieght": 2}], "[0] (dice): wieght: unknown key"),
-        ([{"name": "dice", "weight": -1}], "[0] (dice): weight: expected a finite number >= 0"),
         ([], "a list of losses needs at least one term"),
         (3, "expected a loss name or a spec"),
     ],
@@ -242,6 +240,46 @@ def test_malformed_loss_values_say_what_shape_is_expected(
     found = messages(segmentation)
     assert list(found) == ["model.init_args.loss_fn"]
     assert expected in found["model.init_args.loss_fn"]
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ({"name": "dice", "wieght": 2}, "term (dice): wieght: unknown key"),
+        ({"name": "dice", "weight": -1}, "term (dice): weight: expected a finite number >= 0"),
+        (3, "term: expected a loss name or a term {name, params, weight, label}, got 3"),
+    ],
+)
+def test_a_malformed_term_is_named_at_its_place_in_the_list(
+    segmentation: dict[str, Any], term: Any, expected: str
+) -> None:
+    segmentation["model"]["init_args"]["loss_fn"] = ["cross_entropy", term]
+    found = messages(segmentation)
+    assert list(found) == ["model.init_args.loss_fn[1]"]
+    assert found["model.init_args.loss_fn[1]"].startswith(expected)
+
+
+def test_every_problem_of_every_term_is_named_in_one_pass(segmentation: dict[str, Any]) -> None:
+    """A term's bad weight does not hide its unknown name, nor another term's bad params."""
+    segmentation["model"]["init_args"]["loss_fn"] = [
+        "cross_entropy",
+        {"name": "dice", "params": {"smoth": 0.5}},
+        {"name": "lovaz", "weight": -0.5},
+        {"name": "jaccard", "label": "x"},
+        {"name": "tversky", "label": "x", "params": {"alpha": -1}},
+    ]
+    found = messages(segmentation)
+    assert sorted(found) == [
+        "model.init_args.loss_fn[1].params.smoth",
+        "model.init_args.loss_fn[2]",
+        "model.init_args.loss_fn[2].name",
+        "model.init_args.loss_fn[4]",
+        "model.init_args.loss_fn[4].params.alpha",
+    ]
+    assert "did you mean 'smooth'" in found["model.init_args.loss_fn[1].params.smoth"]
+    assert "weight: expected a finite number >= 0" in found["model.init_args.loss_fn[2]"]
+    assert "Did you mean 'lovasz'" in found["model.init_args.loss_fn[2].name"]
+    assert "'x' is the label of [3] too" in found["model.init_args.loss_fn[4]"]
 
 
 def test_unknown_classes_backbones_sections_and_missing_arguments(

@@ -123,10 +123,11 @@ def test_shape_problems_and_loss_kwargs_with_a_list_are_reported(
 ) -> None:
     init = segmentation["model"]["init_args"]
     init["loss_fn"] = [{"name": "dice", "weight": -1, "wieght": 2}]
-    found = _problems(segmentation)
-    assert list(found) == ["model.init_args.loss_fn"]
-    assert "[0] (dice): wieght: unknown key" in found["model.init_args.loss_fn"]
-    assert "[0] (dice): weight: expected a finite number >= 0" in found["model.init_args.loss_fn"]
+    problems = check_config(segmentation).problems
+    assert {p.place for p in problems} == {"model.init_args.loss_fn[0]"}
+    messages = [p.message for p in problems]
+    assert any(m.startswith("term (dice): wieght: unknown key") for m in messages)
+    assert any(m.startswith("term (dice): weight: expected a finite number >= 0") for m in messages)
     init["loss_fn"] = ["dice", "ce"]
     init["loss_kwargs"] = {"smooth": 0.5}
     assert "give each term its own params" in _problems(segmentation)["model.init_args.loss_kwargs"]
@@ -233,6 +234,19 @@ def test_losses_show_prints_the_terms_structure(capsys: pytest.CaptureFixture[st
     assert main(["losses", "list", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["weighted_sum"]["builds_for_caller"] and not rows["dice"]["builds_for_caller"]
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "120"])
+def test_losses_show_never_splits_a_bound_or_a_default_across_lines(
+    columns: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    assert main(["losses", "show", "weighted_sum"]) == 0
+    table = capsys.readouterr().out
+    assert "weight: float >= 0 = 1.0" in table and "params: dict = {}" in table
+    type_lines = table.split("terms ")[1].split("    The losses")[0].splitlines()
+    for line in type_lines:  # the type column breaks after "," or at "|" only
+        assert not line.rstrip().endswith((">=", "=", ":")), line
 
 
 # --------------------------------------------------------------------------- autotimm fit
