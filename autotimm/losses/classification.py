@@ -9,6 +9,7 @@ them compute in float32 for float16/bfloat16 inputs, accept an optional ``num_cl
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, ClassVar
 
 import torch
@@ -268,7 +269,8 @@ class BCEWithLogitsLoss(_BinaryTargetLoss):
             (e.g. ``[C]`` for ``[N, C]`` logits).
         label_smoothing: Smoothing ``s`` of class-index targets: ``1 - s + s / C`` at the class,
             ``s / C`` elsewhere (timm's ``smoothing``). Dense targets are used as given unless
-            ``smooth_dense``.
+            ``smooth_dense`` (with a warning, once: in a model, set the model's
+            ``label_smoothing`` instead).
         target_threshold: If given, every target above it becomes 1 and every other 0 (after
             smoothing), as timm's ``target_threshold``.
         smooth_dense: Also smooth dense targets, towards 1/2: ``y (1 - s) + s / 2``.
@@ -324,6 +326,8 @@ class BCEWithLogitsLoss(_BinaryTargetLoss):
             if target.is_floating_point():
                 _refuse_float_class_indices(logits, target, self.loss_name, "binary targets")
             self.check_targets(logits, target, pos_weight=self.pos_weight)
+            if self.label_smoothing and not self.smooth_dense and not self._warned_unsmoothed:
+                self._warn_unsmoothed()
         target = LF.binary_targets(
             logits,
             target,
@@ -337,6 +341,23 @@ class BCEWithLogitsLoss(_BinaryTargetLoss):
             weight=self.weight,
             pos_weight=self.pos_weight,
             reduction=self.reduction,
+        )
+
+
+    _warned_unsmoothed = False
+
+    def _warn_unsmoothed(self) -> None:
+        # once per loss: smoothing that silently does nothing is a wrong result, not a detail
+        self._warned_unsmoothed = True
+        warnings.warn(
+            f"{self.loss_name}: label_smoothing={self.label_smoothing} smooths class-index "
+            "targets only, and these targets are dense (0/1 or probabilities, as a model "
+            "one-hot encodes class indices for this loss), so they are used unsmoothed. For a "
+            "classifier set the model's label_smoothing (ImageClassifier(label_smoothing=...), "
+            "timm's smoothing of one-hot targets); to smooth dense targets towards 1/2 pass "
+            "smooth_dense=True.",
+            UserWarning,
+            stacklevel=3,
         )
 
 

@@ -7,6 +7,7 @@ formula of Leng et al. 2022."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -284,6 +285,39 @@ def test_bce_with_logits_class_indices_are_one_hot_rows() -> None:
     # dense targets are not smoothed unless smooth_dense: mixup has done it already
     dense = BCEWithLogitsLoss(label_smoothing=0.2, reduction="none")(logits, one_hot)
     _close(dense, plain(logits, labels))
+
+
+def test_bce_with_logits_says_once_when_its_label_smoothing_has_nothing_to_smooth() -> None:
+    """Dense targets (as a model one-hot encodes them) are not smoothed: a warning, not silence."""
+    logits, labels = torch.randn(4, 3), torch.tensor([0, 2, 1, 0])
+    dense = F.one_hot(labels, 3).float()
+    loss = BCEWithLogitsLoss(label_smoothing=0.1)
+    with pytest.warns(UserWarning, match=r"label_smoothing=0\.1 smooths class-index targets only"):
+        loss(logits, dense)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss(logits, dense)  # once per loss
+        BCEWithLogitsLoss(label_smoothing=0.1)(logits, labels)  # class indices: smoothed
+        BCEWithLogitsLoss(label_smoothing=0.1, smooth_dense=True)(logits, dense)
+        BCEWithLogitsLoss()(logits, dense)
+
+
+def test_a_classifier_with_smoothed_bce_warns_and_its_own_label_smoothing_smooths() -> None:
+    from autotimm import ImageClassifier
+
+    logits, labels = torch.randn(2, 4), torch.tensor([0, 3])
+    spec = {"name": "bce_with_logits", "params": {"label_smoothing": 0.1}}
+    model = ImageClassifier("resnet10t", num_classes=4, loss_fn=spec, pretrained=False)
+    with pytest.warns(UserWarning, match="set the model's label_smoothing"):
+        model.compute_loss(logits, labels)
+    # the model's label_smoothing is timm's smoothing of one-hot targets, as the loss's own
+    smoothing = ImageClassifier(
+        "resnet10t", num_classes=4, loss_fn="bce_with_logits", label_smoothing=0.1,
+        pretrained=False,
+    )
+    _, mixed = smoothing.mix_batch(torch.zeros(2, 3, 32, 32), labels)
+    expected = BCEWithLogitsLoss(label_smoothing=0.1)(logits, labels)
+    torch.testing.assert_close(smoothing.compute_loss(logits, mixed)[0], expected)
 
 
 def test_bce_with_logits_index_target_errors() -> None:
