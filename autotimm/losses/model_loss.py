@@ -15,6 +15,7 @@ loss.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -65,6 +66,7 @@ class ModelLoss(nn.Module, TakenKinds):
         self.feed = resolved.feed
         self.takes = resolved.takes
         self.spec = resolved.spec
+        self.register_load_state_dict_pre_hook(_read_flat_loss_keys)  # type: ignore[no-untyped-call]
 
     def forward(self, *inputs: Tensor) -> Tensor:
         """The loss of the model's raw ``prediction`` and ``target`` (or, for a structured
@@ -98,3 +100,13 @@ class ModelLoss(nn.Module, TakenKinds):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, expects={self.expects!r}, target={self.target!r}"
+
+
+def _read_flat_loss_keys(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    """Read the loss's buffers from checkpoints written before ``ModelLoss`` wrapped the loss:
+    there they are ``loss.weight``, here ``loss.module.weight``."""
+    inner = prefix + "module."
+    for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(inner)]:
+        state_dict[inner + key[len(prefix) :]] = state_dict.pop(key)

@@ -355,3 +355,35 @@ def test_resuming_a_checkpoint_continues_the_warmup_cosine_schedule(tmp_path: Pa
     run(resumed, ckpt_path=path)
     assert first.rates == pytest.approx(expected[:4])
     assert resumed.rates == pytest.approx(expected[4:])
+
+
+@pytest.mark.parametrize(
+    ("model_class", "kwargs", "prefix"),
+    [
+        (SemanticSegmentor, {"loss_fn": {"name": "ce", "params": {"weight": [1, 2, 3]}}}, "loss."),
+        (ImageClassifier, {"loss_fn": "bce_with_logits", "class_weights": [1, 2, 3]}, "loss."),
+        (
+            InstanceSegmentor,
+            {"mask_loss_fn": {"name": "bce_with_logits", "params": {"pos_weight": [2.0]}}},
+            "mask_loss.",
+        ),
+    ],
+)
+def test_a_state_dict_from_before_model_loss_still_loads(
+    model_class: type[LightningModule], kwargs: dict[str, Any], prefix: str
+) -> None:
+    """Checkpoints written before the loss was wrapped in ModelLoss keep its buffers at
+    ``loss.weight``; today they are ``loss.module.weight``. Both load, strictly."""
+    model = model_class(BACKBONE, num_classes=3, pretrained=False, **kwargs)
+    state = model.state_dict()
+    inner = prefix + "module."
+    loss_keys = [k for k in state if k.startswith(inner)]
+    assert loss_keys, "the loss has a buffer to store"
+    old = {(prefix + k[len(inner) :] if k.startswith(inner) else k): v for k, v in state.items()}
+    fresh = model_class(BACKBONE, num_classes=3, pretrained=False, **kwargs)
+    for key in loss_keys:
+        fresh.get_buffer(key).mul_(0)  # so that loading is what restores them
+    fresh.load_state_dict(old)  # strict
+    for key in loss_keys:
+        assert torch.equal(fresh.get_buffer(key), state[key])
+    fresh.load_state_dict(state)  # today's keys load as before
