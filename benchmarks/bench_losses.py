@@ -298,7 +298,10 @@ CASES = [
         SOFTMAX,
         _smp_lovasz,
         "segmentation_models_pytorch",
-        note="sorts every class's errors: the sort, not the softmax, sets the cost",
+        note=(
+            "sorts every class's errors: the sort, not the softmax, sets the cost; all classes "
+            "are sorted at once (smp sorts one class at a time), faster for about 1 MiB more"
+        ),
     ),
     Case(
         "cross_entropy",
