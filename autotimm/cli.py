@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autotimm.losses import LossEntry
 
 __all__ = ["main"]
 
@@ -81,7 +85,7 @@ def _losses_show(args: argparse.Namespace) -> int:
         *(
             ["takes: what its caller feeds (each part gets what it takes)"]
             if entry.builds_for_caller
-            else [f"expects: {entry.expects}", f"targets: {entry.target}"]
+            else [f"expects: {entry.expects}", f"targets: {_targets_text(entry)}"]
         ),
     ]
     line = ""
@@ -156,6 +160,14 @@ def _data_synthetic(args: argparse.Namespace) -> int:
     root = make(args.out, **options)
     print(f"autotimm data synthetic: wrote a {args.task} dataset to {root}")
     return 0
+
+
+def _targets_text(entry: LossEntry) -> str:
+    """``class_indices (multiclass); dense (multilabel, binary)`` for a loss with modes."""
+    return "; ".join(
+        f"{kind} ({', '.join(modes)})" if modes else kind
+        for kind, modes in entry.targets_by_mode().items()
+    )
 
 
 def _wrap_type(cell: str, width: int) -> list[str]:
@@ -325,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # unknown names and tasks: the message is the whole story
         print(f"autotimm: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `autotimm losses list | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     return code
 
 

@@ -19,7 +19,6 @@ import argparse
 import inspect
 import re
 import sys
-import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -638,20 +637,11 @@ def parameter_table(parameters: Iterable[ParameterInfo]) -> list[str]:
 
 
 def target_text(entry: LossEntry) -> str:
-    """The entry's target kind; for a loss with a ``mode``, what each mode's instance takes.
-
-    An instance may narrow its entry's kind with a ``target`` property (models read that
-    first), so a default-built loss per mode says it, e.g.
-    ``class_indices` (`multiclass`); `dense` (`multilabel`, `binary`)``.
-    """
-    modes = next((p for p in entry.parameters if p.name == "mode"), None)
-    if modes is None or not isinstance(getattr(entry.loss_class, "target", None), property):
-        return f"`{entry.target}`"
-    by_kind: dict[str, list[str]] = {}
-    for mode in typing.get_args(modes.annotation):
-        by_kind.setdefault(entry.build(mode=mode).target, []).append(mode)
+    """The entry's target kind; for a loss with a ``mode``, what each mode's instance takes,
+    e.g. ``class_indices` (`multiclass`); `dense` (`multilabel`, `binary`)``."""
     return "; ".join(
-        f"`{kind}` ({', '.join(f'`{m}`' for m in modes)})" for kind, modes in by_kind.items()
+        f"`{kind}` ({', '.join(f'`{m}`' for m in modes)})" if modes else f"`{kind}`"
+        for kind, modes in entry.targets_by_mode().items()
     )
 
 

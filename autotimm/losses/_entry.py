@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -121,6 +122,30 @@ class LossEntry:
         loss), it learns what that caller feeds and offers and passes it on to its parts
         (``weighted_sum``). Such a loss fits whatever its parts fit and is called as fed."""
         return callable(getattr(self.loss_class, "for_caller", None))
+
+    def targets_by_mode(self) -> dict[TargetKind, tuple[str, ...]]:
+        """What the loss takes as target for each value of its ``mode`` parameter.
+
+        A loss with a ``mode`` parameter whose instances say their own ``target`` (a property,
+        as the segmentation losses have) takes different targets per mode; any other loss gives
+        ``{target: ()}``.
+
+        Example:
+            >>> from autotimm.losses import get_entry
+            >>> get_entry("dice").targets_by_mode()
+            {'class_indices': ('multiclass',), 'dense': ('multilabel', 'binary')}
+            >>> get_entry("focal").targets_by_mode()
+            {'dense': ()}
+        """
+        mode = next((p for p in self.parameters if p.name == "mode"), None)
+        if mode is None or not isinstance(getattr(self.loss_class, "target", None), property):
+            return {self.target: ()}
+        by_kind: dict[TargetKind, tuple[str, ...]] = {}
+        for value in typing.get_args(mode.annotation):
+            built: Any = self.build(mode=value)
+            kind: TargetKind = built.target
+            by_kind[kind] = (*by_kind.get(kind, ()), value)
+        return by_kind
 
     def build(self, **kwargs: Any) -> nn.Module:
         """Validate ``kwargs`` and instantiate the loss with exactly the values passed.

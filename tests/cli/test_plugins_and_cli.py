@@ -143,6 +143,30 @@ def test_cli_shows_a_parameter_table_and_json_schema(capsys: pytest.CaptureFixtu
     assert "label_smoothing" in schema["properties"]
 
 
+def test_cli_show_says_what_each_mode_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["losses", "show", "dice"]) == 0
+    assert "targets: class_indices (multiclass); dense (multilabel, binary)" in " ".join(
+        capsys.readouterr().out.split()
+    )
+    assert main(["losses", "show", "focal"]) == 0
+    assert "targets: dense\n" in capsys.readouterr().out
+
+
+def test_cli_output_cut_short_by_a_pipe_ends_quietly() -> None:
+    """``autotimm losses list | head -1``: no BrokenPipeError traceback, exit status 0."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autotimm", "losses", "show", "weighted_sum"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the command writes
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
+
+
 def test_cli_unknown_name_and_task_fail_cleanly() -> None:
     for args in (["losses", "show", "dcie"], ["losses", "list", "--task", "nope"]):
         result = subprocess.run(
