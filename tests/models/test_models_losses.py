@@ -180,11 +180,19 @@ def test_a_custom_registered_loss_and_a_composite_pickle(model_cls: type) -> Non
         "scaled_ce_pickle",
         {"name": "combined_segmentation", "params": {"dice_weight": 2.0}},
         ScaledCrossEntropy(num_classes=3, scale=0.5, ignore_index=255),  # a registered class
+        ["cross_entropy", {"name": "bce_with_logits", "weight": 0.5, "label": "bce"}],  # a list
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LossTaskWarning)
             model = _model(model_cls, num_classes=3, loss_fn=loss_fn)
         _same_loss(model, pickle.loads(pickle.dumps(model)), batch)
+
+
+def test_a_mixed_up_classifier_pickles() -> None:
+    model = _model(ImageClassifier, num_classes=3, mixup_alpha=0.2, cutmix_alpha=1.0)
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.hparams["mixup_alpha"] == 0.2
+    _same_loss(model, clone, _labels(4, 3))
 
 
 # --------------------------------------------------------------------------- row d: refused
