@@ -17,6 +17,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from autotimm.losses import functional as LF
+from autotimm.losses._stack import user_stacklevel
 from autotimm.losses._types import (
     NonNegative,
     NonNegativeTensor,
@@ -357,7 +358,7 @@ class BCEWithLogitsLoss(_BinaryTargetLoss):
             "timm's smoothing of one-hot targets); to smooth dense targets towards 1/2 pass "
             "smooth_dense=True.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -18,6 +18,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from autotimm.losses import functional as LF
+from autotimm.losses._stack import user_stacklevel
 from autotimm.losses._types import NonNegative, NumClasses, Probability, Reduction
 from autotimm.losses.adapt import LossFeed, LossTakes, adapt_to_loss
 from autotimm.losses.registry import register_loss
@@ -502,7 +503,7 @@ def _component(
             f"{type(resolved.module).__name__} has reduction={reduction!r}; pass its registry "
             "name (built with reduction='sum') or an instance with reduction='sum'",
             UserWarning,
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     return resolved.module, resolved.takes
 

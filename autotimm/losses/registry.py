@@ -35,6 +35,7 @@ from torch import nn
 
 from autotimm.losses._entry import LossEntry
 from autotimm.losses._parameters import constructor_of, plain_text
+from autotimm.losses._stack import user_stacklevel
 from autotimm.losses._typed_lookups import TypedLookups
 from autotimm.losses._types import (
     CLASS_DIMS,
@@ -403,7 +404,7 @@ class LossRegistry(TypedLookups):
                 f"Loss plugin {point.name!r} ({point.value}) from {dist} failed to load and "
                 f"was skipped: {type(error).__name__}: {error}",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         return [self._entries[n] for n in self._entries.keys() - before]
 

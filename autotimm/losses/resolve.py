@@ -22,6 +22,7 @@ from typing import Any, Union
 from torch import Tensor, nn
 
 from autotimm.losses._entry import LossEntry
+from autotimm.losses._stack import user_stacklevel
 from autotimm.losses._types import InputKind, TargetKind
 from autotimm.losses.adapt import (
     LossFeed,
@@ -294,7 +295,7 @@ def resolve_loss(
                 "are already set, so they are not used. Set its weights yourself, or pass the "
                 "loss by name to have the model's class_weights applied.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
             weights = None
     else:
@@ -324,7 +325,7 @@ def resolve_loss(
         if entry is not None and warn_task:
             message = task_warning(entry, feed, argument)
             if message is not None:
-                warnings.warn(message, LossTaskWarning, stacklevel=3)
+                warnings.warn(message, LossTaskWarning, stacklevel=user_stacklevel())
     if (
         weights is not None
         and not built_for_caller
@@ -339,7 +340,7 @@ def resolve_loss(
             f"class_weights were given but {what}, so they are not used. Pick a loss that "
             "takes per-class weights, or register yours with class_weights='<its parameter>'.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return ResolvedLoss(module, entry, spec, takes, feed, routed)
 
@@ -450,7 +451,7 @@ def _context_for(
                 f"given; using uniform weights ({weights!r}). Pass class_weights=... to the "
                 "model or the weights in its loss kwargs.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=user_stacklevel(),
             )
     if weights is not None:
         routed[target] = class_weights_argument(

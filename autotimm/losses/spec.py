@@ -13,6 +13,7 @@ from torch import nn
 from typing_extensions import Self
 
 from autotimm.losses._entry import LossEntry
+from autotimm.losses._stack import user_stacklevel
 from autotimm.losses.errors import LossConfigError, UnknownLossError
 from autotimm.losses.registry import get_loss_registry
 
@@ -149,7 +150,7 @@ def find_entry(name: str, class_path: str | None = None) -> LossEntry:
             f"{entry.class_path}; building that. Import the module that registers the saved "
             "class to use it instead.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return entry
 

@@ -19,6 +19,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
+from autotimm.losses._stack import user_stacklevel
+
 __all__ = [
     "SchedulerName",
     "check_optim_settings",
@@ -124,7 +126,7 @@ def configure_optimizer(
             "cosine schedule cannot be laid out: the learning rate stays constant at lr. Set "
             "max_steps or max_epochs, or pass scheduler='none' to silence this warning.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
         return optimizer
     schedule = warmup_cosine(optimizer, int(total_steps), warmup_ratio)

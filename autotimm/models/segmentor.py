@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from autotimm.losses._stack import user_stacklevel
 from autotimm.losses.adapt import LossFeed
 from autotimm.losses.model_loss import ModelLoss
 from autotimm.losses.resolve import LossLike, LossSlot
@@ -288,6 +289,6 @@ def _from_loss_type(loss_fn: LossLike | None, loss_type: str | None) -> LossLike
     warnings.warn(
         f"SemanticSegmentor(loss_type={loss_type!r}) is deprecated; use loss_fn={name!r}.",
         FutureWarning,
-        stacklevel=3,
+        stacklevel=user_stacklevel(),
     )
     return name
