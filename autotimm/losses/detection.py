@@ -117,7 +117,7 @@ class _BoxIoULoss(nn.Module):
 
     kind: ClassVar[LF.BoxLossKind]
 
-    def __init__(self, *, reduction: Reduction, eps: float) -> None:
+    def __init__(self, *, reduction: Reduction = "mean", eps: PositiveFloat = 1e-7) -> None:
         super().__init__()
         self.reduction: Reduction = reduction
         self.eps = eps
@@ -153,9 +153,6 @@ class GIoULoss(_BoxIoULoss):
 
     kind = "giou"
 
-    def __init__(self, *, reduction: Reduction = "mean", eps: PositiveFloat = 1e-7) -> None:
-        super().__init__(reduction=reduction, eps=eps)
-
 
 @register_loss("diou", task="detection", target="boxes")
 class DIoULoss(_BoxIoULoss):
@@ -175,9 +172,6 @@ class DIoULoss(_BoxIoULoss):
     """
 
     kind = "diou"
-
-    def __init__(self, *, reduction: Reduction = "mean", eps: PositiveFloat = 1e-7) -> None:
-        super().__init__(reduction=reduction, eps=eps)
 
 
 @register_loss("ciou", task="detection", target="boxes")
@@ -200,9 +194,6 @@ class CIoULoss(_BoxIoULoss):
     """
 
     kind = "ciou"
-
-    def __init__(self, *, reduction: Reduction = "mean", eps: PositiveFloat = 1e-7) -> None:
-        super().__init__(reduction=reduction, eps=eps)
 
 
 @register_loss("iou", task="detection", target="boxes")
