@@ -34,8 +34,14 @@ from autotimm.losses.errors import (
 
 __all__ = ["LossEntry"]
 
-_ARGUMENTS = "_autotimm_loss_arguments"
+RECORDED_ARGUMENTS = "_autotimm_loss_arguments"
 """Where a loss built by the registry keeps its validated constructor arguments."""
+
+_MIRRORED = "_autotimm_loss_mirrored"
+"""The parameters a loss built by the registry keeps as plain attributes of the same name and
+value (``loss.reduction``): setting one later changes the loss, so its spec reads it back."""
+
+_PLAIN = (str, int, float, bool)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -163,7 +169,15 @@ class LossEntry:
             loss: nn.Module = self.loss_class.for_caller(caller, **arguments)  # type: ignore[attr-defined]
         else:
             loss = self.loss_class(**arguments)
-        loss.__dict__[_ARGUMENTS] = arguments
+        loss.__dict__[RECORDED_ARGUMENTS] = arguments
+        attributes = vars(loss)
+        loss.__dict__[_MIRRORED] = tuple(
+            p.name
+            for p in self.parameters
+            if isinstance(value := arguments.get(p.name, p.default), _PLAIN)
+            and type(attributes.get(p.name)) is type(value)
+            and attributes[p.name] == value
+        )
         return loss
 
     def arguments_of(self, loss: nn.Module) -> dict[str, Any] | None:
@@ -172,9 +186,15 @@ class LossEntry:
         Recorded when the registry built it; otherwise read from the attributes named like the
         parameters and checked by rebuilding (``None`` when that does not give the same loss).
         """
-        recorded = loss.__dict__.get(_ARGUMENTS)
+        recorded = loss.__dict__.get(RECORDED_ARGUMENTS)
         if recorded is not None:
-            return dict(recorded)
+            arguments = dict(recorded)
+            defaults = {p.name: p.default for p in self.parameters}
+            for name in loss.__dict__.get(_MIRRORED, ()):
+                value = vars(loss).get(name)
+                if isinstance(value, _PLAIN) and value != arguments.get(name, defaults[name]):
+                    arguments[name] = value  # set after the build: ``loss.reduction = "sum"``
+            return arguments
         if type(loss) is not self.loss_class:
             return None
         return arguments_from_attributes(loss, self.parameters, lambda a: self.build(**a))

@@ -14,11 +14,13 @@ loss.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
+from autotimm.losses._stack import user_stacklevel
 from autotimm.losses.adapt import LossFeed, LossTakes, adapt_to_loss
 from autotimm.losses.resolve import ResolvedLoss, TakenKinds
 from autotimm.losses.spec import LossSpec
@@ -92,7 +94,9 @@ class ModelLoss(nn.Module, TakenKinds):
                 continue
             for key, value in parts.items():
                 key = str(key)
-                name = key if key.startswith("loss") else f"loss_{key}"
+                # parts already named loss_<x> (fcos, combined) keep their name; any other key,
+                # a user's label included ("loss", "lossy"), becomes loss_<key>
+                name = key if key.startswith("loss_") else f"loss_{key}"
                 if name in named:
                     name = f"loss_{path.replace('.', '_')}_{key}"
                 named[name] = value
@@ -105,8 +109,28 @@ class ModelLoss(nn.Module, TakenKinds):
 def _read_flat_loss_keys(
     module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
 ) -> None:
-    """Read the loss's buffers from checkpoints written before ``ModelLoss`` wrapped the loss:
-    there they are ``loss.weight``, here ``loss.module.weight``."""
+    """Read the loss's state from a checkpoint as this model's loss has it.
+
+    Checkpoints written before ``ModelLoss`` wrapped the loss have ``loss.weight`` for
+    ``loss.module.weight``. A checkpoint of another loss (``load_from_checkpoint(path,
+    loss_fn=...)`` to fine-tune with a new one) has other keys: the loss keeps the state it
+    was built with (from its arguments), with a warning when that drops stored loss state.
+    """
     inner = prefix + "module."
     for key in [k for k in state_dict if k.startswith(prefix) and not k.startswith(inner)]:
         state_dict[inner + key[len(prefix) :]] = state_dict.pop(key)
+    stored = {k for k in state_dict if k.startswith(prefix)}
+    own = {prefix + k: v for k, v in module.state_dict().items()}
+    if stored == set(own):
+        return
+    for key in stored:
+        del state_dict[key]
+    state_dict.update(own)
+    if stored:
+        warnings.warn(
+            f"the checkpoint's loss state ({', '.join(sorted(stored))}) is not that of this "
+            f"model's {prefix.rstrip('.')} (another loss, or other terms); the loss keeps the "
+            "state it was built with",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )

@@ -319,7 +319,7 @@ def resolve_loss(
             takes,
             forward=module.forward,
             num_classes=own_classes if isinstance(own_classes, int) else None,
-        )
+        ) or _setting_problem(module, entry, spec, feed)
         if problem is not None:
             raise _mismatch(problem, loss, module, entry, takes, feed, argument, owner)
         if entry is not None and warn_task:
@@ -458,6 +458,33 @@ def _context_for(
             feed, weights, broadcast=entry.class_weights_broadcast
         )
     return routed
+
+
+def _setting_problem(
+    module: nn.Module, entry: LossEntry | None, spec: LossSpec | None, feed: LossFeed
+) -> str | None:
+    """A value the loss was built with that cannot work for this caller, which needs one
+    number per step and feeds ``feed.num_classes`` classes."""
+    if getattr(module, "reduction", None) == "none":
+        return (
+            "it is set to reduction='none', and the caller trains on one number per step: "
+            "leave the reduction at its default, or use 'mean' or 'sum'"
+        )
+    if entry is None or spec is None or not entry.class_weights or entry.class_weights_broadcast:
+        return None
+    weights = spec.params.get(entry.class_weights)
+    classes = feed.num_classes
+    if (
+        isinstance(weights, (list, tuple))
+        and isinstance(classes, int)
+        and classes > 1
+        and len(weights) != classes
+    ):
+        return (
+            f"its {entry.class_weights} has {len(weights)} values, one per class, and this "
+            f"prediction has {classes} classes"
+        )
+    return None
 
 
 def _mismatch(

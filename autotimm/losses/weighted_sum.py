@@ -26,11 +26,13 @@ repeats), which models log as ``{stage}/loss_<key>``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from autotimm.losses._entry import RECORDED_ARGUMENTS
 from autotimm.losses._types import TASKS, Reduction
 from autotimm.losses.adapt import LossFeed, LossTakes, adapt_to_loss
 from autotimm.losses.errors import ArgumentProblem, LossConfigError, LossMismatchError
@@ -54,10 +56,11 @@ class WeightedSumLoss(nn.Module):
 
     ``reduction``: each term reduces as its own ``reduction`` says (in a model that needs
     summed terms, as the ``fcos`` criterion does, every term is built with ``"sum"``). With
-    ``reduction="none"`` in a term's params, that term's unreduced value is added with
-    broadcasting (a scalar term is added to every element); values whose shapes do not
-    broadcast are a ``ValueError`` naming the terms. A term of weight 0 is computed and logged,
-    but not added.
+    ``reduction="none"`` in a term's params (outside a model: a model trains on one number
+    and refuses it), that term's unreduced value is added with broadcasting (a scalar term is
+    added to every element); values whose shapes do not broadcast are a ``ValueError`` naming
+    the terms. Setting ``reduction`` on the loss sets every term's, and its spec keeps it. A
+    term of weight 0 is computed and logged, but not added.
 
     After each call ``last_components`` maps each term's key (its label, else its registry
     name, made unique with ``_1``, ``_2``, ... when a name repeats) to its detached value.
@@ -168,9 +171,17 @@ class WeightedSumLoss(nn.Module):
 
     @reduction.setter
     def reduction(self, value: Reduction) -> None:
-        for module in self.losses:
+        terms = []
+        for term, module in zip(self.terms, self.losses):
             if hasattr(module, "reduction"):
                 setattr(module, "reduction", value)  # noqa: B010 - a plain attribute of any loss
+                term = dataclasses.replace(term, params={**term.params, "reduction": value})
+            terms.append(term)
+        self.terms = tuple(terms)
+        # its spec (a checkpoint, a model given this instance) rebuilds the terms as set now
+        recorded = self.__dict__.get(RECORDED_ARGUMENTS)
+        if isinstance(recorded, dict):
+            recorded["terms"] = self.terms
 
     @property
     def last_components(self) -> dict[str, Tensor]:

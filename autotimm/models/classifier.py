@@ -235,6 +235,7 @@ class ImageClassifier(TaskModel):
         enabled: the images mixed in pairs and :class:`MixedTargets`."""
         if self.mixup is None:
             return images, targets
+        _check_labels_to_mix(targets, self.num_classes, self.multi_label)
         if self.multi_label or self.num_classes == 1:  # timm's multi-label mode: dense targets
             targets = targets.float().reshape(targets.shape[0], -1)
         images, probabilities = _mix(self.mixup, images, targets)
@@ -270,6 +271,37 @@ class ImageClassifier(TaskModel):
         images = images_of(batch)
         logits = self(images)
         return logits.sigmoid() if self.multi_label or self.num_classes == 1 else logits.softmax(1)
+
+
+def _check_labels_to_mix(targets: Tensor, num_classes: int, multi_label: bool) -> None:
+    """timm's ``Mixup`` one-hot encodes the labels (there is no ``ignore_index``), and fails on
+    a bad one with a bare index error, or mixes it into a value no loss can name: check first."""
+    why = "mixup_alpha, cutmix_alpha and label_smoothing mix one-hot training targets"
+    if multi_label:
+        if targets.ndim != 2 or targets.shape[1] != num_classes:
+            raise ValueError(
+                f"ImageClassifier: multi_label=True takes multi-hot targets [N, {num_classes}], "
+                f"got a batch of shape {tuple(targets.shape)}"
+            )
+        bad = targets[(targets < 0) | (targets > 1)]
+        if bad.numel():
+            raise ValueError(
+                f"ImageClassifier: target value {bad[0].item()} is outside [0, 1]; "
+                "multi_label=True takes multi-hot targets of 0 and 1"
+            )
+        return
+    classes = 2 if num_classes == 1 else num_classes
+    if targets.ndim != 1 or targets.is_floating_point():
+        raise ValueError(
+            f"ImageClassifier: expected class indices [N] (integers), got a batch of shape "
+            f"{tuple(targets.shape)} and dtype {targets.dtype}"
+        )
+    bad = targets[(targets < 0) | (targets >= classes)]
+    if bad.numel():
+        raise ValueError(
+            f"ImageClassifier: label {int(bad[0])} is not a class in [0, {classes}); {why}, "
+            "so every training label must be a class (there is no ignore_index)"
+        )
 
 
 def _positive(value: Any) -> bool:

@@ -133,6 +133,19 @@ def test_shape_problems_and_loss_kwargs_with_a_list_are_reported(
     assert "give each term its own params" in _problems(segmentation)["model.init_args.loss_kwargs"]
 
 
+def test_settings_a_model_cannot_train_with_are_reported_at_the_term(
+    segmentation: dict[str, Any],
+) -> None:
+    segmentation["model"]["init_args"]["loss_fn"] = [
+        "dice",
+        {"name": "cross_entropy", "params": {"reduction": "none"}},
+        {"name": "cross_entropy", "params": {"weight": [1.0, 2.0]}},
+    ]
+    found = _problems(segmentation)
+    assert "reduction='none'" in found["model.init_args.loss_fn[1]"]
+    assert "its weight has 2 values" in found["model.init_args.loss_fn[2]"]
+
+
 def test_a_mixed_up_classifier_refuses_a_term_without_soft_targets(data_root: Path) -> None:
     config = load_config("classification.yaml", data_root)
     init = config["model"]["init_args"]
