@@ -73,6 +73,9 @@ class LossCaller:
         class_weights: The caller's per-class weights.
         argument: The caller's argument name, for messages (``"loss_fn"``).
         owner: The caller's name, for messages (``"SemanticSegmentor"``).
+        warn_task: Whether a part registered only for other tasks gets a
+            :class:`LossTaskWarning` (off for the parts of a composite's parts: the composite's
+            own caller has warned already).
 
     Example:
         >>> LossCaller(None, {"num_classes": 3}).argument
@@ -84,6 +87,7 @@ class LossCaller:
     class_weights: tuple[float, ...] | None = None
     argument: str = "loss_fn"
     owner: str = "the model"
+    warn_task: bool = True
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -264,7 +268,12 @@ def resolve_loss(
     owner = owner or "the model"
     weights = None if class_weights is None else [float(w) for w in _flat(class_weights)]
     caller = LossCaller(
-        feed, dict(context or {}), None if weights is None else tuple(weights), argument, owner
+        feed,
+        dict(context or {}),
+        None if weights is None else tuple(weights),
+        argument,
+        owner,
+        warn_task,
     )
     entry: LossEntry | None = None
     if isinstance(loss, nn.Module):

@@ -136,6 +136,7 @@ class WeightedSumLoss(nn.Module):
                         class_weights=caller.class_weights,
                         argument=f"{caller.argument}[{index}]",
                         owner=caller.owner,
+                        warn_task=caller.warn_task,
                     )
                 )
             except LossMismatchError as error:

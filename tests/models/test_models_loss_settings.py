@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from autotimm import ImageClassifier, ObjectDetector, SemanticSegmentor
-from autotimm.losses import LossMismatchError, LossSpec, get_loss
+from autotimm.losses import LossMismatchError, LossSpec, LossTaskWarning, get_loss
 
 BACKBONE = "resnet10t"
 
@@ -133,3 +133,10 @@ def test_weights_load_into_a_model_with_another_loss_keeping_its_own_loss_state(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         same.load_state_dict(state)
+
+
+def test_a_detector_list_term_of_another_task_is_warned_about_once_by_its_argument() -> None:
+    with pytest.warns(LossTaskWarning) as caught:
+        ObjectDetector(BACKBONE, num_classes=2, pretrained=False, cls_loss_fn=["bce"])
+    messages = [str(w.message) for w in caught if issubclass(w.category, LossTaskWarning)]
+    assert len(messages) == 1 and "cls_loss_fn[0]" in messages[0], messages
