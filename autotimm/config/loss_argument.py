@@ -229,6 +229,9 @@ def loss_items(value: LossValue) -> Iterator[tuple[str, LossValue]]:
             yield f"[{index}]", {k: v for k, v in term.items() if k in _SPEC_KEYS}
 
 
+_NULL = {"type": "null"}
+
+
 def json_schema(
     loss_names: list[str], spec_schemas: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -253,7 +256,8 @@ def json_schema(
     params_by_name = [
         {
             "if": {"properties": {"name": {"const": loss}}, "required": ["name"]},
-            "then": {"properties": {"params": dict(spec_schemas[loss])}},
+            # `params:` left empty in YAML is null, which the models read as no params
+            "then": {"properties": {"params": {"anyOf": [dict(spec_schemas[loss]), _NULL]}}},
         }
         for loss in loss_names
     ]
@@ -261,7 +265,10 @@ def json_schema(
         "type": "object",
         "properties": {
             "name": name,
-            "params": {"type": "object", "description": "the loss's constructor arguments"},
+            "params": {
+                "type": ["object", "null"],
+                "description": "the loss's constructor arguments",
+            },
             "class_path": {
                 "type": "string",
                 "description": "module.QualName of the loss class (written in checkpoints)",

@@ -337,9 +337,9 @@ def term_json_schema() -> dict[str, Any]:
         "properties": {
             "name": {"type": "string", "description": "registry name of the loss"},
             "params": {
-                "type": "object",
+                "type": ["object", "null"],
                 "default": {},
-                "description": "the loss's constructor arguments",
+                "description": "the loss's constructor arguments (null: none)",
             },
             "weight": {
                 "type": "number",

@@ -110,6 +110,17 @@ def test_mistakes_are_rejected_at_their_path(
     assert where in error_places(schema, config)
 
 
+def test_empty_params_are_accepted_as_the_models_accept_them(schema: dict[str, Any]) -> None:
+    """``params:`` left empty in YAML is null: no params, for a spec and for a term."""
+    config = load_config("segmentation.yaml")
+    _set(config, "model.init_args.loss_fn", {"name": "dice", "params": None})
+    assert error_places(schema, config) == set()
+    _set(config, "model.init_args.loss_fn", ["cross_entropy", {"name": "dice", "params": None}])
+    assert error_places(schema, config) == set()
+    _set(config, "model.init_args.loss_fn", [{"name": "dice", "params": {"smoth": 1}}])
+    assert "model.init_args.loss_fn.0.params" in error_places(schema, config)
+
+
 def test_loss_choices_name_every_registered_loss_with_its_parameters() -> None:
     @register_loss(task="classification", alias="sharp")
     class SharpenedLoss(nn.Module):
