@@ -474,6 +474,16 @@ def _setting_problem(
 ) -> str | None:
     """A value the loss was built with that cannot work for this caller, which needs one
     number per step and feeds ``feed.num_classes`` classes."""
+    channel_problem = getattr(module, "channel_problem", None)
+    if callable(channel_problem):  # a loss whose settings fix the channels it takes (mode)
+        if feed.class_dim is None:
+            problem: str | None = channel_problem(None)
+            if problem is not None:
+                return problem
+        elif feed.class_dim == 1 and feed.num_classes is not None:
+            problem = channel_problem(feed.num_classes)
+            if problem is not None:
+                return problem
     if getattr(module, "reduction", None) == "none":
         return (
             "it is set to reduction='none', and the caller trains on one number per step: "

@@ -107,6 +107,46 @@ class _ModalSegmentationLoss(nn.Module):
         """``"class_indices"`` for ``mode="multiclass"``, ``"dense"`` (masks) otherwise."""
         return "class_indices" if self.mode == "multiclass" else "dense"
 
+    per_channel: ClassVar[bool] = True
+    """The loss scores each channel over all its pixels (an overlap, a Lovász extension), so a
+    prediction without a channel dimension (masks ``[K, H, W]``) would be scored row by row."""
+
+    def channel_problem(self, channels: int | None) -> str | None:
+        """Why this loss, as set, cannot take a caller's prediction with ``channels`` channels
+        in dimension 1 (``None``: no channel dimension), or ``None``. Models ask when they are
+        built (through :func:`autotimm.losses.resolve.resolve_loss`), not at the first step.
+
+        Example:
+            >>> DiceLoss(mode="binary").channel_problem(1) is None
+            True
+            >>> DiceLoss(mode="binary").channel_problem(3).split(";")[0]
+            "mode='binary' takes one channel (the foreground), and this prediction has 3"
+        """
+        if self.mode == "binary" and channels is None:
+            return (
+                "mode='binary' takes logits [B, 1, H, W] (one channel, the foreground), and "
+                "this prediction has no channel dimension"
+            )
+        if self.mode == "binary" and channels != 1:
+            return (
+                f"mode='binary' takes one channel (the foreground), and this prediction has "
+                f"{channels}; use mode='multiclass' (a softmax) or 'multilabel' (a sigmoid per "
+                "channel)"
+            )
+        if channels is None and self.per_channel:
+            return (
+                "it scores each channel of [B, C, H, W] over its pixels, and this prediction "
+                "has no channel dimension: it would score each row of a mask on its own"
+            )
+        if channels == 1 and self.mode == "multilabel" and not getattr(
+            self, "include_background", True
+        ):
+            return (
+                "include_background=False leaves out channel 0, the only channel of this "
+                "prediction: the loss would be 0 with no gradient"
+            )
+        return None
+
     def check_inputs(
         self,
         logits: Tensor,
@@ -422,6 +462,8 @@ class FocalPixelwiseLoss(_ModalSegmentationLoss):
         >>> loss(torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))).shape
         torch.Size([])
     """
+
+    per_channel = False  # a focal term per pixel: any layout of elements is fine
 
     loss_name = "focal_pixelwise"
     class_alpha: Tensor | None

@@ -140,10 +140,12 @@ def test_settings_a_model_cannot_train_with_are_reported_at_the_term(
         "dice",
         {"name": "cross_entropy", "params": {"reduction": "none"}},
         {"name": "cross_entropy", "params": {"weight": [1.0, 2.0]}},
+        {"name": "dice", "params": {"mode": "binary"}},
     ]
     found = _problems(segmentation)
     assert "reduction='none'" in found["model.init_args.loss_fn[1]"]
     assert "its weight has 2 values" in found["model.init_args.loss_fn[2]"]
+    assert "mode='binary' takes one channel" in found["model.init_args.loss_fn[3]"]
 
 
 def test_a_mixed_up_classifier_refuses_a_term_without_soft_targets(data_root: Path) -> None:
@@ -212,7 +214,9 @@ def test_the_schema_accepts_lists_and_completes_each_terms_name_and_params(
     name_only, term = terms["items"]["anyOf"]
     assert "dice" in name_only["enum"] and "dice" in term["properties"]["name"]["enum"]
     branch = next(b for b in term["allOf"] if b["if"]["properties"]["name"]["const"] == "dice")
-    assert branch["then"]["properties"]["params"] == {"$ref": "#/$defs/loss_dice"}
+    assert branch["then"]["properties"]["params"] == {
+        "anyOf": [{"$ref": "#/$defs/loss_dice"}, {"type": "null"}]
+    }
     assert set(term["properties"]) == {"name", "params", "weight", "label", "class_path"}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from autotimm import ImageClassifier, ObjectDetector, SemanticSegmentor
+from autotimm import ImageClassifier, InstanceSegmentor, ObjectDetector, SemanticSegmentor
 from autotimm.losses import LossMismatchError, LossSpec, LossTaskWarning, get_loss
 
 BACKBONE = "resnet10t"
@@ -140,3 +140,72 @@ def test_a_detector_list_term_of_another_task_is_warned_about_once_by_its_argume
         ObjectDetector(BACKBONE, num_classes=2, pretrained=False, cls_loss_fn=["bce"])
     messages = [str(w.message) for w in caught if issubclass(w.category, LossTaskWarning)]
     assert len(messages) == 1 and "cls_loss_fn[0]" in messages[0], messages
+
+
+# --------------------------------------------------------------------------- segmentation modes
+@pytest.mark.parametrize(
+    ("model_class", "kwargs", "message"),
+    [
+        (
+            SemanticSegmentor,
+            {"num_classes": 2, "loss_fn": {"name": "dice", "params": {"mode": "binary"}}},
+            "mode='binary' takes one channel (the foreground), and this prediction has 2",
+        ),
+        (
+            SemanticSegmentor,
+            {"num_classes": 3, "loss_fn": {"name": "lovasz", "params": {"mode": "binary"}}},
+            "mode='binary' takes one channel",
+        ),
+        (
+            SemanticSegmentor,
+            {
+                "num_classes": 1,
+                "loss_fn": {
+                    "name": "dice",
+                    "params": {"mode": "multilabel", "include_background": False},
+                },
+            },
+            "the only channel of this prediction",
+        ),
+        (
+            InstanceSegmentor,
+            {
+                "num_classes": 2,
+                "mask_loss_fn": {"name": "jaccard", "params": {"mode": "multilabel"}},
+            },
+            "no channel dimension: it would score each row of a mask on its own",
+        ),
+        (
+            InstanceSegmentor,
+            {
+                "num_classes": 2,
+                "mask_loss_fn": ["mask", {"name": "tversky", "params": {"mode": "binary"}}],
+            },
+            "mode='binary' takes logits [B, 1, H, W]",
+        ),
+    ],
+)
+def test_a_segmentation_mode_that_cannot_take_the_prediction_is_refused_when_built(
+    model_class: type, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(LossMismatchError) as raised:
+        model_class(BACKBONE, pretrained=False, **kwargs)
+    assert message in str(raised.value)
+
+
+def test_the_modes_that_fit_still_train() -> None:
+    binary = _segmentor_of(1, {"name": "dice", "params": {"mode": "binary"}})
+    multilabel = _segmentor_of(
+        3, {"name": "jaccard", "params": {"mode": "multilabel", "include_background": False}}
+    )
+    masks = InstanceSegmentor(
+        BACKBONE,
+        num_classes=2,
+        pretrained=False,
+        mask_loss_fn={"name": "focal_pixelwise", "params": {"mode": "multilabel"}},
+    )
+    assert binary.loss.target == multilabel.loss.target == masks.mask_loss.target == "dense"
+
+
+def _segmentor_of(classes: int, loss_fn: Any) -> SemanticSegmentor:
+    return SemanticSegmentor(BACKBONE, num_classes=classes, pretrained=False, loss_fn=loss_fn)
