@@ -474,8 +474,9 @@ def _setting_problem(
 ) -> str | None:
     """A value the loss was built with that cannot work for this caller, which needs one
     number per step and feeds ``feed.num_classes`` classes."""
-    channel_problem = getattr(module, "channel_problem", None)
-    if callable(channel_problem):  # a loss whose settings fix the channels it takes (mode)
+    # a loss whose settings fix the channels it takes (a segmentation mode) says why not
+    channel_problem: Any = getattr(module, "channel_problem", None)
+    if channel_problem is not None:
         if feed.class_dim is None:
             problem: str | None = channel_problem(None)
             if problem is not None:
