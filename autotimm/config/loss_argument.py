@@ -173,26 +173,22 @@ def read_terms(
                 problems.append((index, f": {error}"))
                 continue
         fields, found = read_term(item, "")
-        problems += [(index, str(problem)) for problem in found]
-        if fields is None or fields["name"] is None:
-            continue
-        if found:  # still a loss to look up and validate, without its weight and label
-            terms[index] = {"name": fields["name"], "params": fields["params"]}
-            continue
-        label = fields["label"]
-        if label is not None:
+        messages = [str(problem) for problem in found]
+        name, label = (fields["name"], fields["label"]) if fields is not None else (None, None)
+        if not messages and label is not None:
             if label in labels:
-                problems.append(
-                    (
-                        index,
-                        f" ({fields['name']}): label: {label!r} is the label of "
-                        f"[{labels[label]}] too; labels name the logged terms, so they must "
-                        "differ",
-                    )
+                messages.append(
+                    f" ({name}): label: {label!r} is the label of [{labels[label]}] "
+                    "too; labels name the logged terms, so they must differ"
                 )
-                terms[index] = {"name": fields["name"], "params": fields["params"]}
-                continue
-            labels[label] = index
+            else:
+                labels[label] = index
+        problems += [(index, message) for message in messages]
+        if fields is None or name is None:
+            continue
+        if messages:  # still a loss to look up and validate, without its weight and label
+            terms[index] = {"name": name, "params": fields["params"]}
+            continue
         if isinstance(item, str):
             terms[index] = item
             continue

@@ -68,7 +68,7 @@ class ModelLoss(nn.Module, TakenKinds):
         self.feed = resolved.feed
         self.takes = resolved.takes
         self.spec = resolved.spec
-        self.register_load_state_dict_pre_hook(_read_flat_loss_keys)  # type: ignore[no-untyped-call]
+        self.register_load_state_dict_pre_hook(_read_loss_state)  # type: ignore[no-untyped-call]
 
     def forward(self, *inputs: Tensor) -> Tensor:
         """The loss of the model's raw ``prediction`` and ``target`` (or, for a structured
@@ -106,7 +106,7 @@ class ModelLoss(nn.Module, TakenKinds):
         return f"name={self.name!r}, expects={self.expects!r}, target={self.target!r}"
 
 
-def _read_flat_loss_keys(
+def _read_loss_state(
     module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
 ) -> None:
     """Read the loss's state from a checkpoint as this model's loss has it.

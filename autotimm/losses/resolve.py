@@ -476,15 +476,11 @@ def _setting_problem(
     number per step and feeds ``feed.num_classes`` classes."""
     # a loss whose settings fix the channels it takes (a segmentation mode) says why not
     channel_problem: Any = getattr(module, "channel_problem", None)
-    if channel_problem is not None:
-        if feed.class_dim is None:
-            problem: str | None = channel_problem(None)
-            if problem is not None:
-                return problem
-        elif feed.class_dim == 1 and feed.num_classes is not None:
-            problem = channel_problem(feed.num_classes)
-            if problem is not None:
-                return problem
+    knows_channels = feed.class_dim is None or (feed.class_dim == 1 and feed.num_classes)
+    if channel_problem is not None and knows_channels:
+        problem: str | None = channel_problem(feed.num_classes if feed.class_dim else None)
+        if problem is not None:
+            return problem
     if getattr(module, "reduction", None) == "none":
         return (
             "it is set to reduction='none', and the caller trains on one number per step: "

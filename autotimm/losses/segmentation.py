@@ -138,13 +138,6 @@ class _ModalSegmentationLoss(nn.Module):
                 "it scores each channel of [B, C, H, W] over its pixels, and this prediction "
                 "has no channel dimension: it would score each row of a mask on its own"
             )
-        if channels == 1 and self.mode == "multilabel" and not getattr(
-            self, "include_background", True
-        ):
-            return (
-                "include_background=False leaves out channel 0, the only channel of this "
-                "prediction: the loss would be 0 with no gradient"
-            )
         return None
 
     def check_inputs(
@@ -213,6 +206,16 @@ class _RegionOverlapLoss(_ModalSegmentationLoss):
         )
         self.include_background = include_background
 
+    def channel_problem(self, channels: int | None) -> str | None:
+        """As the other moded losses; and with ``include_background=False`` a multilabel
+        prediction needs a channel besides channel 0."""
+        if channels == 1 and self.mode == "multilabel" and not self.include_background:
+            return (
+                "include_background=False leaves out channel 0, the only channel of this "
+                "prediction: the loss would be 0 with no gradient"
+            )
+        return super().channel_problem(channels)
+
     def tversky_index(self) -> tuple[float, float, float, float]:
         """``(alpha, beta, smooth, gamma)`` of the (focal) Tversky loss this loss computes."""
         raise NotImplementedError
@@ -274,6 +277,16 @@ class DiceLoss(_RegionOverlapLoss):
     """
 
     loss_name = "dice"
+
+    def channel_problem(self, channels: int | None) -> str | None:
+        """As the other moded losses; and with ``include_background=False`` a multilabel
+        prediction needs a channel besides channel 0."""
+        if channels == 1 and self.mode == "multilabel" and not self.include_background:
+            return (
+                "include_background=False leaves out channel 0, the only channel of this "
+                "prediction: the loss would be 0 with no gradient"
+            )
+        return super().channel_problem(channels)
 
     def tversky_index(self) -> tuple[float, float, float, float]:
         """Dice is the Tversky index with ``alpha = beta = 1/2`` and half the smoothing."""
@@ -339,6 +352,16 @@ class TverskyLoss(_RegionOverlapLoss):
         self.beta = beta
         self.gamma = gamma
 
+    def channel_problem(self, channels: int | None) -> str | None:
+        """As the other moded losses; and with ``include_background=False`` a multilabel
+        prediction needs a channel besides channel 0."""
+        if channels == 1 and self.mode == "multilabel" and not self.include_background:
+            return (
+                "include_background=False leaves out channel 0, the only channel of this "
+                "prediction: the loss would be 0 with no gradient"
+            )
+        return super().channel_problem(channels)
+
     def tversky_index(self) -> tuple[float, float, float, float]:
         """This loss's own ``alpha``, ``beta``, ``smooth`` and ``gamma``."""
         return self.alpha, self.beta, self.smooth, self.gamma
@@ -369,6 +392,16 @@ class JaccardLoss(_RegionOverlapLoss):
     """
 
     loss_name = "jaccard"
+
+    def channel_problem(self, channels: int | None) -> str | None:
+        """As the other moded losses; and with ``include_background=False`` a multilabel
+        prediction needs a channel besides channel 0."""
+        if channels == 1 and self.mode == "multilabel" and not self.include_background:
+            return (
+                "include_background=False leaves out channel 0, the only channel of this "
+                "prediction: the loss would be 0 with no gradient"
+            )
+        return super().channel_problem(channels)
 
     def tversky_index(self) -> tuple[float, float, float, float]:
         """Jaccard is the Tversky index with ``alpha = beta = 1``."""
