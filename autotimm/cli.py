@@ -170,6 +170,9 @@ def _targets_text(entry: LossEntry) -> str:
     )
 
 
+_NBSP = "\u00a0"  # textwrap does not break at it
+
+
 def _wrap_type(cell: str, width: int) -> list[str]:
     """Wrap a type or default only after ``,`` and around ``|``, so that ``float >= 0`` and
     ``weight: float = 1.0`` stay on one line."""
@@ -178,9 +181,6 @@ def _wrap_type(cell: str, width: int) -> list[str]:
 
 def _glue(cell: str) -> str:
     return cell.replace(" ", _NBSP).replace(f",{_NBSP}", ", ").replace(f"{_NBSP}|{_NBSP}", " | ")
-
-
-_NBSP = "\u00a0"  # textwrap does not break at it
 
 
 def _print_table(rows: Sequence[Sequence[Any]], width: int | None = None) -> None:
